@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for .ci/run and .ci/checks/*.sh. Source it; do not run it.
 # Everything CI needs is installed from here, so a fresh machine passes too.
 

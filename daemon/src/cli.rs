@@ -1,0 +1,134 @@
+//! Command-line flags, BSD style (getopts), compatible with the base
+//! system's `hv_vss_daemon [-dnh]`.
+
+use getopts::Options;
+
+/// sysexits(3) codes the daemon uses.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// `-s`: the daemon is not running.
+    pub const NOT_RUNNING: i32 = 1;
+    pub const USAGE: i32 = 64;
+    /// The device is missing or busy, or another daemon runs.
+    pub const UNAVAILABLE: i32 = 69;
+    /// A system call failed (poll, the device went away).
+    pub const OSERR: i32 = 71;
+    /// Not allowed to open the device (not root).
+    pub const NOPERM: i32 = 77;
+    pub const CONFIG: i32 = 78;
+}
+
+pub const USAGE: &str = "usage: hv_vss_daemon [-dn] [-c config] [-D devdir]\n       hv_vss_daemon -t [-c config]\n       hv_vss_daemon -s [-j] [-c config]\n       hv_vss_daemon -h\n";
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve the device (the default).
+    Serve {
+        /// `-n`: stay in the foreground, log to stderr.
+        foreground: bool,
+        /// `-d`: debug logging.
+        debug: bool,
+    },
+    /// `-s` (`-j`: as JSON): print the status and exit.
+    Status { json: bool },
+    /// `-t`: check the configuration and exit.
+    TestConfig,
+    /// `-h`.
+    Help,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub mode: Mode,
+    /// `-c file`.
+    pub config: Option<String>,
+    /// `-D dir`: device directory (testing; also `HV_VSS_DEVICE_DIR`).
+    pub device_dir: Option<String>,
+}
+
+/// Parses the arguments after the program name. The error is a message for
+/// stderr, to be followed by the usage and exit status 64.
+pub fn parse(args: &[String]) -> Result<Args, String> {
+    let mut options = Options::new();
+    options
+        .optflag("n", "", "foreground")
+        .optflag("d", "", "debug")
+        .optflag("h", "", "help")
+        .optopt("c", "", "configuration file", "FILE")
+        .optflag("s", "", "status")
+        .optflag("j", "", "JSON status")
+        .optflag("t", "", "test the configuration")
+        .optopt("D", "", "device directory", "DIR");
+    let m = options.parse(args).map_err(|e| e.to_string())?;
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument `{extra}`"));
+    }
+    let (status, test, json) = (m.opt_present("s"), m.opt_present("t"), m.opt_present("j"));
+    if json && !status {
+        return Err("-j goes with -s".to_owned());
+    }
+    if status && test {
+        return Err("-s and -t exclude each other".to_owned());
+    }
+    let mode = if m.opt_present("h") {
+        Mode::Help
+    } else if status {
+        Mode::Status { json }
+    } else if test {
+        Mode::TestConfig
+    } else {
+        Mode::Serve {
+            foreground: m.opt_present("n"),
+            debug: m.opt_present("d"),
+        }
+    };
+    Ok(Args {
+        mode,
+        config: m.opt_str("c"),
+        device_dir: m.opt_str("D"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, String> {
+        parse(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn base_flags_keep_their_base_meaning() {
+        // -n is the foreground, -d is debug (the base man page swaps them).
+        let serve = |foreground, debug| Mode::Serve { foreground, debug };
+        assert_eq!(p(&[]).unwrap().mode, serve(false, false));
+        assert_eq!(p(&["-n"]).unwrap().mode, serve(true, false));
+        assert_eq!(p(&["-d"]).unwrap().mode, serve(false, true));
+        assert_eq!(p(&["-nd"]).unwrap().mode, serve(true, true));
+        assert_eq!(p(&["-h"]).unwrap().mode, Mode::Help);
+    }
+
+    #[test]
+    fn new_flags() {
+        let a = p(&["-s", "-j", "-c", "/x.conf"]).unwrap();
+        assert_eq!(a.mode, Mode::Status { json: true });
+        assert_eq!(a.config.as_deref(), Some("/x.conf"));
+        assert_eq!(p(&["-s"]).unwrap().mode, Mode::Status { json: false });
+        assert_eq!(p(&["-t", "-c/y"]).unwrap().mode, Mode::TestConfig);
+        assert_eq!(
+            p(&["-D", "/tmp/dev"]).unwrap().device_dir.as_deref(),
+            Some("/tmp/dev")
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors() {
+        assert!(p(&["-x"]).is_err());
+        assert!(p(&["-c"]).is_err());
+        assert!(p(&["-j"]).is_err());
+        assert!(p(&["-s", "-t"]).is_err());
+        assert!(p(&["extra"]).is_err());
+    }
+}

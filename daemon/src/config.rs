@@ -1,0 +1,333 @@
+//! The configuration file: a small `key = value` format.
+//!
+//! ```text
+//! # comment
+//! exclude = /mnt/scratch*, /var/tmp
+//! freeze_limit = 60
+//! ```
+//! Blank lines and `#` comments are ignored; keys may appear once, except
+//! `exclude` and `include`, which accumulate. Every error names the line and
+//! the problem, and the daemon refuses to start with a bad file (on SIGHUP it
+//! keeps the previous configuration).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use glob::Pattern;
+
+/// Where the configuration lives unless `-c` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/hv_vss_daemon.conf";
+
+/// What to do with ZFS datasets, which no tool can freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZfsMode {
+    /// `zpool sync` the pools that back mounted datasets before answering
+    /// FREEZE: what was written before the snapshot is on disk, and ZFS is
+    /// always transactionally consistent.
+    Sync,
+    /// Leave ZFS alone (logged as skipped).
+    Off,
+}
+
+/// The daemon's settings, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Mounts never frozen (globs on the mount path).
+    pub exclude: Vec<Pattern>,
+    /// When not empty, only mounts matching one of these are considered.
+    pub include: Vec<Pattern>,
+    /// Thaw by ourselves when THAW does not come within this time.
+    pub freeze_limit: Duration,
+    /// Per-hook time limit, then SIGKILL of the hook's process group.
+    pub hook_timeout: Duration,
+    /// Time limit for `zpool sync`.
+    pub zfs_sync_timeout: Duration,
+    /// Refuse CHECK/FREEZE when a read-write local filesystem cannot be
+    /// frozen (the base daemon's behaviour).
+    pub strict: bool,
+    pub zfs: ZfsMode,
+    pub hooks_dir: PathBuf,
+    pub pid_file: PathBuf,
+    pub status_file: PathBuf,
+    pub state_file: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            exclude: Vec::new(),
+            include: Vec::new(),
+            freeze_limit: Duration::from_secs(60),
+            hook_timeout: Duration::from_secs(30),
+            zfs_sync_timeout: Duration::from_secs(10),
+            strict: false,
+            zfs: ZfsMode::Sync,
+            hooks_dir: PathBuf::from("/usr/local/etc/hyperv-vss/hooks.d"),
+            pid_file: PathBuf::from("/var/run/hv_vss_daemon.pid"),
+            status_file: PathBuf::from("/var/run/hv_vss_daemon.status"),
+            state_file: PathBuf::from("/var/run/hv_vss_daemon.frozen"),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {problem}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses `path`. A missing file at the default location means
+    /// "all defaults"; a missing file named with `-c` is an error.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|(line, problem)| ConfigError::Line {
+                path: path.to_owned(),
+                line,
+                problem,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                Ok(Self::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses the text of a configuration file. The error is the 1-based line
+    /// number and what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let mut config = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
+            if content.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = content.split_once('=') else {
+                return Err((line, format!("expected `key = value`, found `{content}`")));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key != "exclude" && key != "include" {
+                if seen.contains(&key) {
+                    return Err((line, format!("`{key}` is set twice")));
+                }
+                seen.push(key);
+            }
+            config.set(key, value).map_err(|problem| (line, problem))?;
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "exclude" => self.exclude.extend(globs(value)?),
+            "include" => self.include.extend(globs(value)?),
+            "freeze_limit" => self.freeze_limit = seconds(value, 1, 3600)?,
+            "hook_timeout" => self.hook_timeout = seconds(value, 1, 600)?,
+            "zfs_sync_timeout" => self.zfs_sync_timeout = seconds(value, 1, 600)?,
+            "strict" => self.strict = boolean(value)?,
+            "zfs" => {
+                self.zfs = if boolean(value)? {
+                    ZfsMode::Sync
+                } else {
+                    ZfsMode::Off
+                }
+            }
+            "hooks_dir" => self.hooks_dir = absolute_path(value)?,
+            "pid_file" => self.pid_file = absolute_path(value)?,
+            "status_file" => self.status_file = absolute_path(value)?,
+            "state_file" => self.state_file = absolute_path(value)?,
+            _ => {
+                return Err(format!(
+                    "unknown key `{key}` (known: exclude, include, freeze_limit, hook_timeout, \
+                     zfs_sync_timeout, strict, zfs, hooks_dir, pid_file, status_file, state_file)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the mount at `path` is excluded by the `include`/`exclude` globs.
+    pub fn excludes(&self, path: &Path) -> Option<String> {
+        let text = path.to_string_lossy();
+        if let Some(pattern) = self.exclude.iter().find(|p| p.matches(&text)) {
+            return Some(format!("excluded by `exclude = {}`", pattern.as_str()));
+        }
+        if !self.include.is_empty() && !self.include.iter().any(|p| p.matches(&text)) {
+            return Some("not matched by any `include` pattern".to_owned());
+        }
+        None
+    }
+}
+
+fn globs(value: &str) -> Result<Vec<Pattern>, String> {
+    let patterns: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if patterns.is_empty() {
+        return Err("expected one or more globs separated by commas".to_owned());
+    }
+    patterns
+        .into_iter()
+        .map(|p| Pattern::new(p).map_err(|e| format!("bad glob `{p}`: {e}")))
+        .collect()
+}
+
+fn seconds(value: &str, min: u64, max: u64) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "expected a whole number of seconds from {min} to {max}, found `{value}`"
+        )),
+    }
+}
+
+fn boolean(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "on" | "true" | "1" => Ok(true),
+        "no" | "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no (or on/off), found `{value}`")),
+    }
+}
+
+fn absolute_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("expected an absolute path, found `{value}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::parse("\n# nothing\n   \n").unwrap();
+        assert_eq!(c.freeze_limit, Duration::from_secs(60));
+        assert_eq!(c.hook_timeout, Duration::from_secs(30));
+        assert!(!c.strict);
+        assert_eq!(c.zfs, ZfsMode::Sync);
+        assert_eq!(c.hooks_dir, Path::new("/usr/local/etc/hyperv-vss/hooks.d"));
+        assert!(c.exclude.is_empty() && c.include.is_empty());
+    }
+
+    #[test]
+    fn every_key_is_parsed() {
+        let c = Config::parse(
+            "exclude = /mnt/*, /var/tmp # scratch\nexclude=/data\ninclude = /tmp/t/*\n\
+             freeze_limit = 20\nhook_timeout=5\nzfs_sync_timeout = 3\nstrict = yes\nzfs = off\n\
+             hooks_dir = /h\npid_file = /p\nstatus_file = /s\nstate_file = /st\n",
+        )
+        .unwrap();
+        let ex: Vec<&str> = c.exclude.iter().map(Pattern::as_str).collect();
+        assert_eq!(ex, ["/mnt/*", "/var/tmp", "/data"]);
+        assert_eq!(c.include.len(), 1);
+        assert_eq!(c.freeze_limit, Duration::from_secs(20));
+        assert_eq!(c.hook_timeout, Duration::from_secs(5));
+        assert_eq!(c.zfs_sync_timeout, Duration::from_secs(3));
+        assert!(c.strict);
+        assert_eq!(c.zfs, ZfsMode::Off);
+        assert_eq!(c.hooks_dir, Path::new("/h"));
+        assert_eq!(c.pid_file, Path::new("/p"));
+        assert_eq!(c.status_file, Path::new("/s"));
+        assert_eq!(c.state_file, Path::new("/st"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_problem() {
+        let (line, problem) = Config::parse("strict = no\n\nfreeze_limit = soon\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(
+            problem.contains("seconds") && problem.contains("soon"),
+            "{problem}"
+        );
+
+        let (line, problem) = Config::parse("# c\nfrobnicate = 1").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(problem.contains("unknown key `frobnicate`"), "{problem}");
+
+        let (line, problem) = Config::parse("strict\n").unwrap_err();
+        assert_eq!(line, 1);
+        assert!(problem.contains("key = value"), "{problem}");
+
+        let (line, _) = Config::parse("strict = yes\nstrict = no\n").unwrap_err();
+        assert_eq!(line, 2);
+        let (_, problem) = Config::parse("freeze_limit = 0").unwrap_err();
+        assert!(problem.contains("from 1 to 3600"));
+        let (_, problem) = Config::parse("hooks_dir = relative/dir").unwrap_err();
+        assert!(problem.contains("absolute"));
+        let (_, problem) = Config::parse("exclude = /a/[").unwrap_err();
+        assert!(problem.contains("bad glob"));
+        let (_, problem) = Config::parse("strict = maybe").unwrap_err();
+        assert!(problem.contains("yes or no"));
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.conf");
+        std::fs::write(&path, "zfs = perhaps\n").unwrap();
+        let err = Config::load(&path, true).unwrap_err().to_string();
+        assert!(err.contains("c.conf, line 1"), "{err}");
+        assert!(Config::load(&dir.path().join("missing"), false).is_ok());
+        assert!(Config::load(&dir.path().join("missing"), true).is_err());
+    }
+
+    #[test]
+    fn exclude_and_include_globs() {
+        let c = Config::parse("exclude = /mnt/scratch*\ninclude = /mnt/*").unwrap();
+        assert!(
+            c.excludes(Path::new("/mnt/scratch2"))
+                .unwrap()
+                .contains("exclude")
+        );
+        assert!(c.excludes(Path::new("/mnt/data")).is_none());
+        assert!(c.excludes(Path::new("/")).unwrap().contains("include"));
+    }
+
+    #[test]
+    fn the_shipped_sample_parses_to_the_defaults() {
+        let sample = include_str!("../hv_vss_daemon.conf.sample");
+        let c = Config::parse(sample).unwrap();
+        let d = Config::default();
+        assert_eq!(c.freeze_limit, d.freeze_limit);
+        assert_eq!(c.hooks_dir, d.hooks_dir);
+        // Every key the sample mentions (commented out) is a real key.
+        for line in sample.lines() {
+            if let Some((key, value)) = line.strip_prefix('#').and_then(|l| l.split_once(" = ")) {
+                if !key.contains(' ') {
+                    let (line_no, problem) = Config::parse(&format!("{key} = {value}"))
+                        .err()
+                        .map_or((0, String::new()), |e| e);
+                    assert_eq!(line_no, 0, "sample line `{line}`: {problem}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(text in "\\PC{0,200}") {
+            let _ = Config::parse(&text);
+        }
+    }
+}

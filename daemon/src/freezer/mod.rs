@@ -1,0 +1,74 @@
+//! Freezing one filesystem, behind one trait. The platform implementation
+//! is chosen here, in the only `cfg` of the freeze path.
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::config::Config;
+use crate::mounts::Mount;
+
+#[cfg(target_os = "linux")]
+mod fifreeze;
+#[cfg(target_os = "freebsd")]
+mod ufs;
+
+/// The freezer of this platform.
+#[cfg(target_os = "freebsd")]
+pub type PlatformFreezer = ufs::UfsSuspend;
+/// The freezer of this platform.
+#[cfg(target_os = "linux")]
+pub type PlatformFreezer = fifreeze::Fifreeze;
+
+/// Where `zpool` lives on both FreeBSD and Linux (zfsutils).
+pub const ZPOOL: &str = "/sbin/zpool";
+
+/// Freezes and thaws single filesystems. Order, rollback and bookkeeping are
+/// the engine's job; an implementation only talks to the kernel.
+pub trait Freezer {
+    /// Freezes one filesystem. On success it stays frozen until [`Self::thaw`]
+    /// (or, on FreeBSD, until this process exits).
+    fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError>;
+    /// Thaws a filesystem frozen by [`Self::freeze`].
+    fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError>;
+    /// Whether a freeze outlives this process (Linux FIFREEZE), so the daemon
+    /// must record it in the state file and thaw it at its next start.
+    fn freeze_outlives_process(&self) -> bool;
+    /// Thaws a filesystem left frozen by an earlier process (from the state
+    /// file). `Ok(false)`: it was not frozen.
+    fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError>;
+}
+
+/// A freeze or thaw the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action} {}: {errno}{}", mount.display(), hint(action, *errno))]
+pub struct FreezeError {
+    pub mount: PathBuf,
+    pub action: &'static str,
+    pub errno: Errno,
+}
+
+fn hint(action: &str, errno: Errno) -> &'static str {
+    match (action, errno) {
+        (_, Errno::EPERM) => " (run as root, outside a jail)",
+        ("freeze", Errno::EBUSY) => " (already frozen or suspended by someone else)",
+        ("freeze", Errno::EDEADLK) => {
+            " (the daemon holds a file open for writing there, or is multi-threaded)"
+        }
+        _ => "",
+    }
+}
+
+/// Refuses configurations that are unsafe on this platform. Linux builds
+/// exist for development and tests: freezing the build machine's own root
+/// would hang it, so they only freeze mounts named by `include`.
+pub fn check_platform_config(config: &Config) -> Result<(), String> {
+    if cfg!(target_os = "linux") && config.include.is_empty() {
+        return Err(
+            "on Linux (development and tests only) set `include = <globs>` to the \
+                    mounts that may be frozen"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
