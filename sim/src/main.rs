@@ -1,0 +1,251 @@
+//! `hv-vss-sim`: the Hyper-V host simulator's command line.
+//!
+//! - `hv-vss-sim backup`: a full backup against real loop-mounted
+//!   filesystems and the real daemon, printed as a timeline;
+//! - `hv-vss-sim host`: expose the simulated devices in a directory and
+//!   run a script of host requests against whatever opens them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use hv_vss_sim::backup;
+use hv_vss_sim::devices::{DeviceBackend, DeviceKind};
+use hv_vss_sim::fuse_devices::DeviceMount;
+use hv_vss_sim::host::Host;
+use hv_vss_sim::kernel::{KernelOptions, SimKernel};
+use hv_vss_sim::loopfs::parse_fs_list;
+use hv_vss_sim::script::{self, HostStep, STEP_HELP};
+use hv_vss_sim::simulation::{SimulationError, SimulationOptions};
+
+const EXIT_USAGE: u8 = 64;
+/// sysexits(3) EX_UNAVAILABLE: the machine lacks what the command needs.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+const USAGE: &str = "\
+usage: hv-vss-sim backup [--fs ext4,xfs,...] [--daemon path] [--freeze-limit seconds]
+       hv-vss-sim host [--dir dir] [--wait-daemon seconds] [--timeout seconds] step ...
+       hv-vss-sim help
+
+backup  run one Hyper-V backup (negotiate, HOT_BACKUP, FREEZE, THAW) against
+        loop-mounted filesystems and the real hv_vss_daemon; needs root.
+host    mount the simulated hv_fsvss_dev and hv_appvss_dev on --dir (default: a
+        temporary directory, printed), wait for a daemon to open hv_fsvss_dev
+        (start one with `hv_vss_daemon -n -D dir`), then send the steps.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("backup") => backup_command(&args[1..]),
+        Some("host") => host_command(&args[1..]),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}\n\n{STEP_HELP}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("hv-vss-sim: {message}\n{USAGE}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn seconds(matches: &getopts::Matches, name: &str) -> Result<Option<Duration>, String> {
+    matches
+        .opt_str(name)
+        .map(|text| {
+            text.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("--{name} {text:?}: expected whole seconds"))
+        })
+        .transpose()
+}
+
+fn backup_command(args: &[String]) -> ExitCode {
+    let mut opts = getopts::Options::new();
+    opts.optopt("", "fs", "filesystems to create", "LIST");
+    opts.optopt("", "daemon", "hv_vss_daemon binary", "PATH");
+    opts.optopt("", "freeze-limit", "daemon watchdog", "SECONDS");
+    let matches = match opts.parse(args) {
+        Ok(m) if m.free.is_empty() => m,
+        Ok(m) => return usage_error(&format!("unexpected argument {:?}", m.free[0])),
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let mut options = SimulationOptions::default();
+    if let Some(list) = matches.opt_str("fs") {
+        match parse_fs_list(&list) {
+            Ok(list) if !list.is_empty() => options.filesystems = list,
+            Ok(_) => return usage_error("--fs needs at least one filesystem"),
+            Err(e) => return usage_error(&e.to_string()),
+        }
+    }
+    options.daemon_binary = matches.opt_str("daemon").map(PathBuf::from);
+    match seconds(&matches, "freeze-limit") {
+        Ok(limit) => options.freeze_limit = limit,
+        Err(e) => return usage_error(&e),
+    }
+    let names: Vec<&str> = options.filesystems.iter().map(|f| f.name()).collect();
+    println!(
+        "hv-vss-sim backup: {} filesystem(s) ({}), real hv_vss_daemon, simulated Hyper-V host\n",
+        names.len(),
+        names.join(", ")
+    );
+    match backup::run(&options) {
+        Ok(timeline) => {
+            print!("{}", timeline.render());
+            if timeline.succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(SimulationError::Environment(missing)) => {
+            eprintln!(
+                "hv-vss-sim backup: cannot run here: {missing}\n\
+                 It creates sparse loop-mounted ext4/xfs images in a temporary directory, mounts \
+                 the simulated devices with FUSE and lets hv_vss_daemon freeze those filesystems \
+                 (FIFREEZE): all of that needs root, /dev/fuse, /dev/loop-control, mkfs.ext4 and \
+                 mkfs.xfs. Nothing else on the machine is touched."
+            );
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+        Err(e) => {
+            eprintln!("hv-vss-sim backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn host_command(args: &[String]) -> ExitCode {
+    let mut opts = getopts::Options::new();
+    opts.optopt("", "dir", "where to mount the devices", "DIR");
+    opts.optopt(
+        "",
+        "wait-daemon",
+        "wait for hv_fsvss_dev to be opened",
+        "SECONDS",
+    );
+    opts.optopt("", "timeout", "how long to wait for each reply", "SECONDS");
+    let matches = match opts.parse(args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let steps: Vec<HostStep> = match matches.free.iter().map(|s| s.parse()).collect() {
+        Ok(steps) => steps,
+        Err(e) => return usage_error(&format!("{e}\n{STEP_HELP}")),
+    };
+    let (wait_daemon, timeout) = match (
+        seconds(&matches, "wait-daemon"),
+        seconds(&matches, "timeout"),
+    ) {
+        (Ok(w), Ok(t)) => (w, t.unwrap_or(backup::HOST_TIMEOUT)),
+        (Err(e), _) | (_, Err(e)) => return usage_error(&e),
+    };
+    if let Err(missing) = hv_vss_sim::environment::check_fuse() {
+        eprintln!("hv-vss-sim host: cannot run here: {missing}");
+        return ExitCode::from(EXIT_UNAVAILABLE);
+    }
+    let temporary;
+    let dir = match matches.opt_str("dir") {
+        Some(dir) => PathBuf::from(dir),
+        None => match tempfile::Builder::new().prefix("hv-vss-sim-dev.").tempdir() {
+            Ok(dir) => {
+                temporary = dir;
+                temporary.path().to_owned()
+            }
+            Err(e) => {
+                eprintln!("hv-vss-sim host: temporary directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let kernel = SimKernel::start(&KernelOptions::default());
+    let backend: std::sync::Arc<dyn DeviceBackend> = kernel.clone();
+    let mount = match DeviceMount::new(&dir, &backend) {
+        Ok(mount) => mount,
+        Err(e) => {
+            eprintln!("hv-vss-sim host: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "devices: {} and {}",
+        mount.path(DeviceKind::Fs).display(),
+        mount.path(DeviceKind::App).display()
+    );
+    if let Some(wait) = wait_daemon {
+        println!(
+            "waiting up to {}s for a daemon to open {} ...",
+            wait.as_secs(),
+            DeviceKind::Fs
+        );
+        if !kernel.wait_until(wait, |k| k.is_open(DeviceKind::Fs)) {
+            eprintln!("hv-vss-sim host: nobody opened {} in time", DeviceKind::Fs);
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut host = Host::new(kernel.clone(), kernel.take_host_replies());
+    let all_ok = run_script(&mut host, &steps, timeout);
+    drop(mount);
+    kernel.shutdown();
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Sends each step, prints the reply with its timing; false if a request
+/// went unanswered or was answered more than once.
+fn run_script(host: &mut Host, steps: &[HostStep], timeout: Duration) -> bool {
+    let started = Instant::now();
+    let mut all_ok = true;
+    for step in steps {
+        let at = backup::format_duration(started.elapsed());
+        match script::send(host, step) {
+            Ok(None) => println!("{at:>9}  {step}"),
+            Ok(Some(transaction)) if !host.answerable(transaction) => {
+                // Shorter than an IC header: the guest can only drop it.
+                let reply = host.wait(transaction, Duration::from_millis(200));
+                let outcome = if reply.is_ok() {
+                    all_ok = false;
+                    "answered, but no reply was possible"
+                } else {
+                    "no reply, as expected (shorter than the IC header)"
+                };
+                println!("{at:>9}  {step:<28} -> {outcome}");
+            }
+            Ok(Some(transaction)) => match host.wait(transaction, timeout) {
+                Ok(reply) => {
+                    let flags = reply
+                        .vss_flags()
+                        .map_or_else(String::new, |f| format!(" flags {f:#x}"));
+                    println!(
+                        "{at:>9}  {step:<28} -> {}{flags} in {} ({} bytes)",
+                        reply.status_text(),
+                        backup::format_duration(reply.latency),
+                        reply.bytes.len()
+                    );
+                }
+                Err(e) => {
+                    all_ok = false;
+                    println!("{at:>9}  {step:<28} -> {e}");
+                }
+            },
+            Err(e) => {
+                all_ok = false;
+                println!("{at:>9}  {step:<28} -> {e}");
+            }
+        }
+    }
+    host.drain(Duration::from_millis(200));
+    for problem in host.answered_exactly_once() {
+        all_ok = false;
+        println!("problem: {problem}");
+    }
+    all_ok
+}

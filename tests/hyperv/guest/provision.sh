@@ -1,0 +1,138 @@
+#!/bin/sh
+# Packer provisioner (root, in the freshly installed FreeBSD guest):
+#  1. pkg add the hyperv-vss package built by this repo (scripts/build-pkg);
+#  2. build and install the kernel module from port/hyperv-vss-kmod, with the
+#     FreeBSD ports framework, the release's kernel sources and rust-nightly;
+#  3. check that both packages installed exactly the files listed in
+#     expected-files (which CI checks against pkg-plist and the port), and
+#     that pkg(8) agrees with their checksums;
+#  4. hand the VSS channel to our module at next boot (loader.conf) and make
+#     devd read our rule now (service devd restart).
+#
+# Inputs uploaded by Packer: /tmp/hyperv-vss.pkg, /tmp/hyperv-vss-src.tar (git
+# archive of the source tree, no top directory), /tmp/hvvss-expected-files.
+# Environment: HVVSS_DIST_SITE (release directory holding src.txz),
+# HVVSS_PORTS_BRANCH (ports tree branch).
+set -eu
+
+PKG_FILE=/tmp/hyperv-vss.pkg
+SRC_TAR=/tmp/hyperv-vss-src.tar
+EXPECTED=/tmp/hvvss-expected-files
+WORK=/tmp/hvvss-build
+
+: "${HVVSS_DIST_SITE:?set by the Packer template}"
+: "${HVVSS_PORTS_BRANCH:=main}"
+
+log() { printf '==> provision: %s\n' "$*"; }
+die() {
+	printf 'provision: ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# The files one package must own, from expected-files.
+expected_of() {
+	awk -v p="$1" '!/^#/ && $1 == p { print $2 }' "$EXPECTED" | sort
+}
+
+# Fails unless package $1 installed exactly the expected files, all present.
+check_installed() {
+	expected_of "$1" >"$WORK/want.$1"
+	[ -s "$WORK/want.$1" ] || die "expected-files lists nothing for $1"
+	pkg query '%Fp' "$1" | sort >"$WORK/have.$1" ||
+		die "package $1 is not installed"
+	if ! diff -u "$WORK/want.$1" "$WORK/have.$1"; then
+		die "package $1 installed other files than tests/hyperv/expected-files lists (- expected, + installed)"
+	fi
+	while read -r path; do
+		[ -e "$path" ] || die "$path is registered by $1 but missing"
+	done <"$WORK/want.$1"
+	# pkg(8) itself recomputes every file's checksum against the manifest.
+	pkg check -s "$1" || die "pkg check -s $1: installed files differ from the package's checksums"
+	log "$1: all $(wc -l <"$WORK/want.$1" | tr -d ' ') expected files installed, nothing else"
+}
+
+# Sets NAME="VALUE" in /boot/loader.conf, replacing an earlier setting.
+set_loader_var() {
+	sed -i '' -e "/^[[:space:]]*$1=/d" /boot/loader.conf
+	printf '%s="%s"\n' "$1" "$2" >>/boot/loader.conf
+}
+
+for f in "$PKG_FILE" "$SRC_TAR" "$EXPECTED"; do
+	[ -s "$f" ] || die "$f was not uploaded"
+done
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+export ASSUME_ALWAYS_YES=yes
+log "bootstrapping pkg"
+pkg bootstrap -f >/dev/null
+pkg update -q
+
+# --- 1. the package -------------------------------------------------------
+log "pkg add $(pkg query -F "$PKG_FILE" '%n-%v')"
+pkg add "$PKG_FILE"
+check_installed hyperv-vss
+
+# --- 2. the kernel module from its port -----------------------------------
+log "installing the kmod port's build tools (rust-nightly, git)"
+pkg install -y rust-nightly git-lite
+# The port rebuilds core for the kernel target from rust-src.
+[ -f /usr/local/lib/rustlib/src/rust/library/core/Cargo.toml ] ||
+	die "the rust-nightly package has no rust-src (lib/rustlib/src); the kmod port cannot build core for the kernel"
+
+if [ ! -f /usr/src/sys/conf/kmod.mk ]; then
+	log "fetching kernel sources: $HVVSS_DIST_SITE/src.txz"
+	fetch -o "$WORK/src.txz" "$HVVSS_DIST_SITE/src.txz"
+	tar -xf "$WORK/src.txz" -C /
+	rm -f "$WORK/src.txz"
+fi
+[ -f /usr/src/sys/conf/kmod.mk ] || die "no kernel sources in /usr/src/sys"
+
+if [ ! -f /usr/ports/Mk/bsd.port.mk ]; then
+	log "cloning the ports framework (branch $HVVSS_PORTS_BRANCH)"
+	rm -rf /usr/ports
+	git clone -q --depth 1 --branch "$HVVSS_PORTS_BRANCH" \
+		https://git.freebsd.org/ports.git /usr/ports
+fi
+
+mkdir -p "$WORK/tree"
+tar -xf "$SRC_TAR" -C "$WORK/tree"
+port="$WORK/tree/port/hyperv-vss-kmod"
+[ -f "$port/Makefile" ] || die "the source tarball has no port/hyperv-vss-kmod"
+
+# The port fetches a GitHub release tarball of this project. Stand in for it
+# with the uploaded tree (same top directory as WRKSRC), and record its
+# checksum in the port's distinfo; the crates keep their real checksums.
+distdir=$(make -C "$port" -V DISTDIR)
+subdir=$(make -C "$port" -V DIST_SUBDIR)
+distfile=$(make -C "$port" -V DISTNAME)$(make -C "$port" -V EXTRACT_SUFX)
+wrksrc=$(basename "$(make -C "$port" -V WRKSRC)")
+relname=${subdir:+$subdir/}$distfile
+mkdir -p "$distdir/${subdir:-.}" "$WORK/dist/$wrksrc"
+tar -xf "$SRC_TAR" -C "$WORK/dist/$wrksrc"
+tar -czf "$distdir/$relname" -C "$WORK/dist" "$wrksrc"
+sum=$(sha256 -q "$distdir/$relname")
+size=$(stat -f %z "$distdir/$relname")
+awk -v name="($relname)" '!(($1 == "SHA256" || $1 == "SIZE") && $2 == name)' \
+	"$port/distinfo" >"$WORK/distinfo"
+mv "$WORK/distinfo" "$port/distinfo"
+printf 'SHA256 (%s) = %s\nSIZE (%s) = %s\n' "$relname" "$sum" "$relname" "$size" >>"$port/distinfo"
+log "distfile $relname stands in for the release tarball ($size bytes)"
+
+log "building and installing port/hyperv-vss-kmod"
+make -C "$port" BATCH=yes install clean
+check_installed hyperv-vss-kmod
+
+# --- 3. hand the VSS channel to our module at the next boot -----------------
+ko=$(expected_of hyperv-vss-kmod | head -n 1)
+module=$(basename "$ko" .ko)
+set_loader_var hint.hvvss.0.disabled 1
+set_loader_var "${module}_load" YES
+log "/boot/loader.conf: hint.hvvss.0.disabled=\"1\", ${module}_load=\"YES\""
+
+# --- 4. devd reads rule files only when it starts ----------------------------
+service devd restart
+hv_vss_daemon -t || die "hv_vss_daemon -t rejects the installed configuration"
+
+rm -rf "$WORK" "$PKG_FILE" "$SRC_TAR"
+log "done; the next boot runs our module and daemon"
