@@ -14,7 +14,7 @@ use crate::freezer::{FreezeError, Freezer};
 use crate::hooks::{self, Hook, HookRun, Phase};
 use crate::log::Log;
 use crate::mounts::{Mount, MountError};
-use crate::policy::{self, FreezePlan};
+use crate::policy::{self, FreezePlan, SkipReason};
 use crate::status::{State, Status, Transaction, unix_now};
 use crate::watchdog::{Clock, Watchdog};
 use crate::{child, statefile};
@@ -206,6 +206,8 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     /// Handles one request from the device and returns the status to answer.
+    /// The caller answers first and then calls [`Self::publish_status`]: the
+    /// host is waiting for the answer, the status file is not.
     pub fn handle(&mut self, operation: DeviceOperation, msgid: u64) -> DeviceStatus {
         let started = self.clock.now();
         let (name, outcome) = match operation {
@@ -255,6 +257,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         ));
         outcome.detail = join(&format!("no THAW within {limit} s"), &outcome.detail);
         self.finish("WATCHDOG", 0, started, &outcome);
+        self.publish_status();
     }
 
     /// Thaws everything before exiting (SIGTERM, SIGINT, device gone).
@@ -265,6 +268,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         let started = self.clock.now();
         let outcome = self.thaw_everything();
         self.finish("SHUTDOWN", 0, started, &outcome);
+        self.publish_status();
     }
 
     fn finish(&mut self, op: &str, msgid: u64, started: Instant, outcome: &Outcome) {
@@ -286,7 +290,6 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             self.log.error(line);
         }
         self.status.record(transaction);
-        self.publish_status();
     }
 
     /// Discovers the mounts and plans, logging each skip once.
@@ -421,8 +424,16 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
                 return Outcome::fail(e, skipped);
             }
         }
-        // Flush what cannot be frozen (msdosfs...) and shorten the freezes.
-        nix::unistd::sync();
+        // Flush what cannot be frozen (msdosfs...).
+        let unfreezable: Vec<&Mount> = plan
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::NotFreezable)
+            .map(|s| &s.mount)
+            .collect();
+        if let Err(e) = self.freezer.flush_unfreezable(&unfreezable) {
+            self.log.warning(e.to_string());
+        }
 
         // 3. Crash-safety record and status, the last writes before freezing.
         let paths: Vec<PathBuf> = plan.freeze.iter().map(|m| m.path.clone()).collect();
@@ -788,6 +799,20 @@ mod tests {
     }
 
     #[test]
+    fn unfreezable_mounts_are_flushed_before_anything_is_frozen() {
+        let mut guest = ufs_guest();
+        guest.push(mount("/boot/efi", "msdosfs", 5));
+        let mut h = Harness::new(guest, "", FakeFreezer::default());
+        assert_eq!(h.engine.handle(Check, 1), DeviceStatus::Success);
+        assert!(h.calls().is_empty(), "CHECK flushes nothing either");
+        assert_eq!(h.engine.handle(Freeze, 2), DeviceStatus::Success);
+        assert_eq!(
+            h.calls(),
+            ["flush /boot/efi", "freeze /data", "freeze /var", "freeze /"]
+        );
+    }
+
+    #[test]
     fn status_file_says_frozen_before_the_freeze_and_idle_after_the_thaw() {
         let mut h = Harness::new(ufs_guest(), "", FakeFreezer::default());
         h.engine.publish_status();
@@ -797,6 +822,9 @@ mod tests {
         assert_eq!(s.state, State::Frozen);
         assert_eq!(s.frozen, ["/data", "/var", "/"]);
         h.engine.handle(Thaw, 2);
+        // The device loop answers the host first, then publishes.
+        assert_eq!(Status::read(&h.status_file()).unwrap().state, State::Frozen);
+        h.engine.publish_status();
         let s = Status::read(&h.status_file()).unwrap();
         assert_eq!(s.state, State::Idle);
         assert!(s.frozen.is_empty());

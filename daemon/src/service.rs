@@ -173,6 +173,7 @@ fn serve_one<D: Device, F: Freezer, C: Clock>(
             .log
             .error(format!("cannot answer msgid {}: {e}", request.msgid()));
     }
+    engine.publish_status();
     Ok(())
 }
 

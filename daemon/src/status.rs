@@ -259,7 +259,7 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// Writes `bytes` to a temporary file next to `path`, fsyncs it and renames
+/// Writes `bytes` to a temporary file next to `path` and renames
 /// it over `path`, so readers see the old or the new file, never half.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
@@ -268,7 +268,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        // No fsync: the rename is what makes the swap atomic for readers,
+        // and these files need only outlive the daemon, not the machine (a
+        // reboot thaws everything). An fsync here would sit between the
+        // host's FREEZE and the first freeze, and between thaw and answer.
         drop(file);
         std::fs::rename(&tmp, path)
     })();

@@ -58,6 +58,12 @@ impl Freezer for FakeFreezer {
             .push(format!("thaw-leftover {}", path.display()));
         Ok(true)
     }
+
+    fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError> {
+        let mut calls = self.calls.borrow_mut();
+        calls.extend(mounts.iter().map(|m| format!("flush {}", m.path.display())));
+        Ok(())
+    }
 }
 
 /// A clock the test moves by hand.

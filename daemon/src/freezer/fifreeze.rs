@@ -64,6 +64,20 @@ impl Freezer for Fifreeze {
         true
     }
 
+    /// syncfs(2) of each: Linux's sync(2) would wait for every dirty
+    /// filesystem on the machine, which is not this backup's business.
+    fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError> {
+        for mount in mounts {
+            let dir = open_mount_point(&mount.path, "flush")?;
+            nix::unistd::syncfs(&dir).map_err(|errno| FreezeError {
+                mount: mount.path.clone(),
+                action: "flush",
+                errno,
+            })?;
+        }
+        Ok(())
+    }
+
     fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError> {
         match call(path, "thaw", fithaw) {
             Ok(()) => Ok(true),

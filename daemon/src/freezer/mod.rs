@@ -37,6 +37,10 @@ pub trait Freezer {
     /// Thaws a filesystem left frozen by an earlier process (from the state
     /// file). `Ok(false)`: it was not frozen.
     fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError>;
+    /// Flushes, before the freeze, the read-write filesystems nothing can
+    /// freeze (msdosfs, ...), so the snapshot has at least their data.
+    /// Best effort: a failure is the caller's to log, not a veto.
+    fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError>;
 }
 
 /// A freeze or thaw the kernel refused.

@@ -97,6 +97,14 @@ impl Freezer for UfsSuspend {
         // A suspension ends with its descriptor, so nothing outlives a daemon.
         Ok(false)
     }
+
+    /// sync(2), whatever the list: FreeBSD has no per-filesystem sync call,
+    /// and its sync only schedules the writes (MNT_NOWAIT), so it also
+    /// shortens the suspensions that follow without waiting for them.
+    fn flush_unfreezable(&mut self, _mounts: &[&Mount]) -> Result<(), FreezeError> {
+        nix::unistd::sync();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
