@@ -184,13 +184,14 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         ));
         let mut all_thawed = true;
         for mount in record.frozen.iter().rev() {
-            match self.freezer.thaw_leftover(mount) {
+            match self.freezer.thaw_leftover(&mount.path, mount.fs_id) {
                 Ok(true) => self
                     .log
-                    .notice(format!("thawed leftover {}", mount.display())),
-                Ok(false) => self
-                    .log
-                    .info(format!("{} was not frozen any more", mount.display())),
+                    .notice(format!("thawed leftover {}", mount.path.display())),
+                Ok(false) => self.log.info(format!(
+                    "{} was not frozen any more (or is another filesystem now)",
+                    mount.path.display()
+                )),
                 Err(e) => {
                     all_thawed = false;
                     self.log.error(e.to_string());
@@ -438,7 +439,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         // 3. Crash-safety record and status, the last writes before freezing.
         let paths: Vec<PathBuf> = plan.freeze.iter().map(|m| m.path.clone()).collect();
         if self.freezer.freeze_outlives_process() && !paths.is_empty() {
-            if let Err(e) = statefile::record(&self.config.state_file, &paths) {
+            if let Err(e) = statefile::record(&self.config.state_file, &plan.freeze) {
                 self.run_hooks_reverse(&frozen_hooks, Phase::FreezeFail);
                 return Outcome::fail(
                     format!(
@@ -775,10 +776,8 @@ mod tests {
         let mut h = Harness::new(ufs_guest(), "", freezer.clone());
         h.engine.handle(Freeze, 1);
         let record = statefile::read(&h.state_file()).unwrap().unwrap();
-        assert_eq!(
-            record.frozen,
-            ["/data", "/var", "/"].map(PathBuf::from).to_vec()
-        );
+        let paths: Vec<_> = record.frozen.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(paths, ["/data", "/var", "/"].map(PathBuf::from));
         // The daemon dies here (no thaw). The next one recovers.
         let mut next = Harness::new(ufs_guest(), "", freezer);
         std::fs::copy(h.state_file(), next.state_file()).unwrap();

@@ -12,20 +12,35 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::{FsId, Mount};
 use crate::status::write_atomically;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrozenRecord {
     pub pid: u32,
-    /// Mount points, in freeze order.
-    pub frozen: Vec<PathBuf>,
+    /// In freeze order.
+    pub frozen: Vec<FrozenMount>,
+}
+
+/// A mount point and the filesystem that was mounted there: the thaw at the
+/// next start must not thaw whatever is mounted at that path by then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrozenMount {
+    pub path: PathBuf,
+    pub fs_id: FsId,
 }
 
 /// Records `frozen` (before freezing them).
-pub fn record(path: &Path, frozen: &[PathBuf]) -> std::io::Result<()> {
+pub fn record(path: &Path, frozen: &[Mount]) -> std::io::Result<()> {
     let record = FrozenRecord {
         pid: std::process::id(),
-        frozen: frozen.to_vec(),
+        frozen: frozen
+            .iter()
+            .map(|m| FrozenMount {
+                path: m.path.clone(),
+                fs_id: m.fs_id,
+            })
+            .collect(),
     };
     let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
     write_atomically(path, &json)
@@ -56,15 +71,28 @@ pub fn read(path: &Path) -> Result<Option<FrozenRecord>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::mount;
 
     #[test]
     fn record_read_clear_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("frozen");
         assert_eq!(read(&path).unwrap(), None);
-        record(&path, &[PathBuf::from("/b"), PathBuf::from("/")]).unwrap();
+        let mounts = [mount("/b", "ext4", 7), mount("/", "ext4", 1)];
+        record(&path, &mounts).unwrap();
         let r = read(&path).unwrap().unwrap();
-        assert_eq!(r.frozen, [PathBuf::from("/b"), PathBuf::from("/")]);
+        let frozen: Vec<_> = r
+            .frozen
+            .iter()
+            .map(|f| (f.path.as_path(), f.fs_id))
+            .collect();
+        assert_eq!(
+            frozen,
+            [
+                (Path::new("/b"), FsId([7, 0])),
+                (Path::new("/"), FsId([1, 0]))
+            ]
+        );
         assert_eq!(r.pid, std::process::id());
         clear(&path).unwrap();
         clear(&path).unwrap();

@@ -52,7 +52,7 @@ impl Freezer for FakeFreezer {
         self.outlives_process
     }
 
-    fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError> {
+    fn thaw_leftover(&mut self, path: &Path, _fs_id: FsId) -> Result<bool, FreezeError> {
         self.calls
             .borrow_mut()
             .push(format!("thaw-leftover {}", path.display()));

@@ -17,7 +17,7 @@ use hv_vss_daemon::config::Config;
 use hv_vss_daemon::engine::Engine;
 use hv_vss_daemon::freezer::{Freezer, PlatformFreezer};
 use hv_vss_daemon::log::Log;
-use hv_vss_daemon::mounts::{self, Mount};
+use hv_vss_daemon::mounts::{self, FsId, Mount};
 use hv_vss_daemon::watchdog::SystemClock;
 use hv_vss_proto::{DeviceOperation, DeviceStatus};
 
@@ -27,6 +27,8 @@ use hv_vss_proto::{DeviceOperation, DeviceStatus};
 struct LoopFs {
     mount_point: PathBuf,
     loop_device: String,
+    /// Set once mounted: the guard thaws only this filesystem.
+    fs_id: Option<FsId>,
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
@@ -66,12 +68,14 @@ impl LoopFs {
             .map_err(|e| format!("no loop device: {e}"))?;
         let mount_point = dir.join(format!("{fs_type}-mnt"));
         std::fs::create_dir(&mount_point).map_err(|e| e.to_string())?;
-        let fs = Self {
+        let mut fs = Self {
             mount_point,
             loop_device,
+            fs_id: None,
         };
         let mount_str = fs.mount_point.to_string_lossy().into_owned();
         run("mount", &["-t", fs_type, &fs.loop_device, &mount_str])?;
+        fs.fs_id = Some(fs.mount().fs_id);
         Ok(fs)
     }
 
@@ -88,7 +92,9 @@ impl Drop for LoopFs {
     fn drop(&mut self) {
         // Thaw first (EINVAL when not frozen), or umount would hang.
         let mut freezer = PlatformFreezer::default();
-        let _ = freezer.thaw_leftover(&self.mount_point);
+        if let Some(fs_id) = self.fs_id {
+            let _ = freezer.thaw_leftover(&self.mount_point, fs_id);
+        }
         let mount_str = self.mount_point.to_string_lossy().into_owned();
         if run("umount", &[&mount_str]).is_err() {
             let _ = run("umount", &["-l", &mount_str]);
@@ -211,6 +217,48 @@ fn xfs_write_blocks_while_frozen_and_completes_after_thaw() {
     assert_write_blocks_while_frozen_then_completes(&fs);
 }
 
+/// A mount point that no longer shows the planned filesystem (unmounted
+/// since planning, another filesystem underneath) is refused, never frozen
+/// or thawed in its place.
+#[test]
+fn a_mount_point_showing_another_filesystem_is_neither_frozen_nor_thawed() {
+    let dir = scratch();
+    let fs = or_skip!(LoopFs::new(dir.path(), "ext4", 64));
+    let mut freezer = PlatformFreezer::default();
+    let real = fs.mount();
+    let planned = Mount {
+        fs_id: FsId([real.fs_id.0[0], real.fs_id.0[1] + 1]),
+        ..real.clone()
+    };
+    let refused = freezer
+        .freeze(&planned)
+        .expect_err("freeze of the wrong filesystem");
+    assert_eq!(refused.errno, nix::errno::Errno::ESTALE);
+    assert!(
+        refused
+            .to_string()
+            .contains("no longer the planned filesystem")
+    );
+    assert!(
+        !is_frozen(&fs.mount_point),
+        "the filesystem underneath was frozen"
+    );
+
+    // Frozen by somebody else: a leftover record naming another filesystem
+    // at that path must not thaw it.
+    freezer.freeze(&real).expect("FIFREEZE");
+    assert_eq!(
+        freezer.thaw_leftover(&fs.mount_point, planned.fs_id),
+        Ok(false)
+    );
+    assert!(
+        is_frozen(&fs.mount_point),
+        "thawed a freeze that was not ours"
+    );
+    assert_eq!(freezer.thaw_leftover(&fs.mount_point, real.fs_id), Ok(true));
+    assert!(!is_frozen(&fs.mount_point));
+}
+
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("hvvss-daemon-")
@@ -238,15 +286,16 @@ fn engine_for(parent: &Path, files: &Path) -> Engine<PlatformFreezer, SystemCloc
 
 fn is_frozen(path: &Path) -> bool {
     // Probe without side effects: FIFREEZE on a frozen fs gives EBUSY; on a
-    // thawed one it freezes, so thaw again right away.
+    // thawed one it freezes, so thaw again right away. Only the filesystem
+    // mounted at `path` is probed (the freezer checks its id), never the one
+    // underneath.
     let mut freezer = PlatformFreezer::default();
-    let mount = Mount {
-        path: path.to_owned(),
-        fs_type: String::new(),
-        source: String::new(),
-        read_only: false,
-        local: true,
-        fs_id: mounts::FsId([0, 0]),
+    let Some(mount) = mounts::discover()
+        .expect("mountinfo")
+        .into_iter()
+        .find(|m| m.path == path)
+    else {
+        return false;
     };
     match freezer.freeze(&mount) {
         Ok(()) => {

@@ -3,13 +3,13 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::errno::Errno;
 
 use super::{FreezeError, Freezer};
-use crate::mounts::Mount;
+use crate::mounts::{FsId, Mount};
 
 // linux/fs.h: FIFREEZE _IOWR('X', 119, int), FITHAW _IOWR('X', 120, int).
 nix::ioctl_readwrite!(fifreeze, b'X', 119, libc::c_int);
@@ -33,12 +33,36 @@ fn open_mount_point(path: &Path, action: &'static str) -> Result<File, FreezeErr
         })
 }
 
+/// Opens the mount point and checks that it still shows the planned
+/// filesystem. A mount that went away since planning leaves its path to the
+/// filesystem underneath (in the worst case root), which must never be
+/// frozen or thawed in its place: ESTALE, with a hint in the error.
+fn open_planned(path: &Path, fs_id: FsId, action: &'static str) -> Result<File, FreezeError> {
+    let dir = open_mount_point(path, action)?;
+    let fail = |errno| FreezeError {
+        mount: path.to_owned(),
+        action,
+        errno,
+    };
+    let dev = dir
+        .metadata()
+        .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?
+        .dev();
+    // mountinfo's major:minor is the st_dev of the files on that mount.
+    let shown = FsId([i64::from(libc::major(dev)), i64::from(libc::minor(dev))]);
+    if shown == fs_id {
+        Ok(dir)
+    } else {
+        Err(fail(Errno::ESTALE))
+    }
+}
+
 fn call(
+    dir: &File,
     path: &Path,
     action: &'static str,
     op: unsafe fn(libc::c_int, *mut libc::c_int) -> nix::Result<libc::c_int>,
 ) -> Result<(), FreezeError> {
-    let dir = open_mount_point(path, action)?;
     let mut unused: libc::c_int = 0;
     // SAFETY: `dir` is an open descriptor for the duration of the call and the
     // kernel reads/writes at most one int through the valid pointer `unused`.
@@ -53,11 +77,13 @@ fn call(
 
 impl Freezer for Fifreeze {
     fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError> {
-        call(&mount.path, "freeze", fifreeze)
+        let dir = open_planned(&mount.path, mount.fs_id, "freeze")?;
+        call(&dir, &mount.path, "freeze", fifreeze)
     }
 
     fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError> {
-        call(&mount.path, "thaw", fithaw)
+        let dir = open_planned(&mount.path, mount.fs_id, "thaw")?;
+        call(&dir, &mount.path, "thaw", fithaw)
     }
 
     fn freeze_outlives_process(&self) -> bool {
@@ -78,11 +104,12 @@ impl Freezer for Fifreeze {
         Ok(())
     }
 
-    fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError> {
-        match call(path, "thaw", fithaw) {
+    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<bool, FreezeError> {
+        match open_planned(path, fs_id, "thaw").and_then(|dir| call(&dir, path, "thaw", fithaw)) {
             Ok(()) => Ok(true),
-            // EINVAL: not frozen. ENOENT: no longer mounted there.
-            Err(e) if matches!(e.errno, Errno::EINVAL | Errno::ENOENT) => Ok(false),
+            // EINVAL: not frozen. ENOENT: the mount point is gone. ESTALE:
+            // another filesystem is there now; not ours to thaw.
+            Err(e) if matches!(e.errno, Errno::EINVAL | Errno::ENOENT | Errno::ESTALE) => Ok(false),
             Err(e) => Err(e),
         }
     }

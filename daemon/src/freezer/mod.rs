@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use crate::config::Config;
-use crate::mounts::Mount;
+use crate::mounts::{FsId, Mount};
 
 #[cfg(target_os = "linux")]
 mod fifreeze;
@@ -35,8 +35,9 @@ pub trait Freezer {
     /// must record it in the state file and thaw it at its next start.
     fn freeze_outlives_process(&self) -> bool;
     /// Thaws a filesystem left frozen by an earlier process (from the state
-    /// file). `Ok(false)`: it was not frozen.
-    fn thaw_leftover(&mut self, path: &Path) -> Result<bool, FreezeError>;
+    /// file), if `path` still shows filesystem `fs_id`. `Ok(false)`: it was
+    /// not frozen, or something else is mounted there now.
+    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<bool, FreezeError>;
     /// Flushes, before the freeze, the read-write filesystems nothing can
     /// freeze (msdosfs, ...), so the snapshot has at least their data.
     /// Best effort: a failure is the caller's to log, not a veto.
@@ -58,6 +59,9 @@ fn hint(action: &str, errno: Errno) -> &'static str {
         ("freeze", Errno::EBUSY) => " (already frozen or suspended by someone else)",
         ("freeze", Errno::EDEADLK) => {
             " (the daemon holds a file open for writing there, or is multi-threaded)"
+        }
+        (_, Errno::ESTALE) => {
+            " (no longer the planned filesystem: it was unmounted or replaced since)"
         }
         _ => "",
     }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use super::{FreezeError, Freezer};
-use crate::mounts::Mount;
+use crate::mounts::{FsId, Mount};
 
 const UFSSUSPEND_DEVICE: &str = "/dev/ufssuspend";
 
@@ -93,7 +93,7 @@ impl Freezer for UfsSuspend {
         false
     }
 
-    fn thaw_leftover(&mut self, _path: &Path) -> Result<bool, FreezeError> {
+    fn thaw_leftover(&mut self, _path: &Path, _fs_id: FsId) -> Result<bool, FreezeError> {
         // A suspension ends with its descriptor, so nothing outlives a daemon.
         Ok(false)
     }

@@ -18,7 +18,7 @@ pub use linux::{discover, parse_mountinfo};
 /// Which filesystem a mount shows: FreeBSD's `fsid_t`, Linux's device
 /// number. Two mounts with the same id are the same filesystem (bind or
 /// nullfs mounts), which must be frozen only once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FsId(pub [i64; 2]);
 
 /// One mounted filesystem.
