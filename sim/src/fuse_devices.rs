@@ -116,8 +116,15 @@ impl DeviceMount {
     }
 }
 
-impl Drop for DeviceMount {
-    fn drop(&mut self) {
+impl DeviceMount {
+    /// Takes the devices away now, as an unloaded driver would: the mount
+    /// is detached and its FUSE connection aborted, so a process holding a
+    /// device open gets `POLLERR`/`ENOTCONN` from then on. Idempotent; the
+    /// drop does the same.
+    pub fn abort(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
         // Detach first so no new opener can find the files, then abort the
         // connection so openers and the session thread are released.
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
@@ -125,10 +132,14 @@ impl Drop for DeviceMount {
             let abort = format!("/sys/fs/fuse/connections/{connection}/abort");
             let _ = std::fs::write(abort, b"1");
         }
-        if let Some(session) = self.session.take() {
-            // The mount is already gone; fuser notices and only joins its thread.
-            let _ = session.umount_and_join();
-        }
+        // The mount is already gone; fuser notices and only joins its thread.
+        let _ = session.umount_and_join();
+    }
+}
+
+impl Drop for DeviceMount {
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 

@@ -158,6 +158,13 @@ impl Simulation {
         Ok(started.elapsed())
     }
 
+    /// Takes the devices away under whoever holds them open (an unloaded
+    /// driver): see [`DeviceMount::abort`]. The engine is not told (no
+    /// close reaches it), as when a driver's device node vanishes.
+    pub fn abort_devices(&mut self) {
+        self.mount.abort();
+    }
+
     /// The running daemon, if any.
     pub fn daemon(&mut self) -> Option<&mut DaemonProcess> {
         self.daemon.as_mut()
