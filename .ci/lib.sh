@@ -58,3 +58,23 @@ ensure_freebsd_target() {
 freebsd_package_args() {
 	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/^/-p /' .ci/freebsd-packages | tr '\n' ' '
 }
+
+# Root, /dev/fuse and loop devices: what the end-to-end tests and the
+# benchmark need. A missing one fails the calling check ($1 names it).
+require_root_fuse_loop() {
+	local check="$1"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "$check: must run as root (FUSE mounts, loop devices, FIFREEZE)" >&2
+		exit 1
+	fi
+	local module node
+	for module in fuse loop; do
+		modprobe "$module" 2>/dev/null || true
+	done
+	for node in /dev/fuse /dev/loop-control; do
+		if [ ! -e "$node" ]; then
+			echo "$check: $node is missing; it cannot run here" >&2
+			exit 1
+		fi
+	done
+}

@@ -12,19 +12,7 @@ cd "$(dirname "$0")/../.."
 
 banner "end-to-end: prerequisites"
 ensure_apt xfsprogs e2fsprogs util-linux mount
-if [ "$(id -u)" -ne 0 ]; then
-	echo "40-e2e: must run as root (FUSE mounts, loop devices, FIFREEZE)" >&2
-	exit 1
-fi
-for module in fuse loop; do
-	modprobe "$module" 2>/dev/null || true
-done
-for node in /dev/fuse /dev/loop-control; do
-	if [ ! -e "$node" ]; then
-		echo "40-e2e: $node is missing; the end-to-end tests cannot run" >&2
-		exit 1
-	fi
-done
+require_root_fuse_loop 40-e2e
 
 banner "end-to-end: scenarios 1-9 (cargo test -p hv-vss-e2e --test e2e -- --ignored)"
 HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test e2e -- --ignored --test-threads=1

@@ -11,19 +11,7 @@ cd "$(dirname "$0")/../.."
 
 banner "bench smoke: prerequisites"
 ensure_apt qemu-guest-agent e2fsprogs util-linux mount
-if [ "$(id -u)" -ne 0 ]; then
-	echo "80-bench-smoke: must run as root (FUSE, loop devices, FIFREEZE)" >&2
-	exit 1
-fi
-for module in fuse loop; do
-	modprobe "$module" 2>/dev/null || true
-done
-for node in /dev/fuse /dev/loop-control; do
-	if [ ! -e "$node" ]; then
-		echo "80-bench-smoke: $node is missing; the benchmark cannot run" >&2
-		exit 1
-	fi
-done
+require_root_fuse_loop 80-bench-smoke
 
 banner "bench smoke: hv-vss-bench --smoke (debug build, timings meaningless)"
 cargo build --locked -p hv-vss-daemon -p hv-vss-bench -p hv-vss-bench-probe
