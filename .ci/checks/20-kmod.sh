@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Kernel module (issue 4): build the Rust engine as the kernel staticlib
-# with the pinned nightly, compile the C glue against FreeBSD's headers
-# (zig), link both the way kmod.mk does, and check the result is loadable
-# by FreeBSD's amd64 kernel linker as far as that can be told without
-# FreeBSD: relocatable ELF64 x86-64, only relocation types the kernel
-# linker handles, no SSE/x87, undefined symbols only from an allowlist.
-# Also lints hv_vss.4. Every check fails the script for real.
+# with the pinned nightly, the way kmod/Makefile (and so the FreeBSD port)
+# does, through kmod/build-engine.sh and offline like a poudriere build:
+# only the crates of kmod/ffi/Cargo.lock vendored, no network. Then compile
+# the C glue against FreeBSD's headers (zig), link both the way kmod.mk
+# does, and check the result is loadable by FreeBSD's amd64 kernel linker
+# as far as that can be told without FreeBSD: relocatable ELF64 x86-64,
+# only relocation types the kernel linker handles, no SSE/x87, undefined
+# symbols only from an allowlist. Also lints hv_vss.4. Every check fails
+# the script for real.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=.ci/lib.sh
@@ -31,21 +34,43 @@ ensure_zig
 sysroot=$(rustc "+$channel" --print sysroot)
 lld="$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
 [ -x "$lld" ] || fail "rust-lld missing from $channel"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_KMOD:-$PWD/target/kmod-ffi}"
-lib="$CARGO_TARGET_DIR/x86_64-unknown-none/release/libhv_vss_rs.a"
-
-banner "kmod: rustfmt + clippy of the kernel ABI crate (kernel target)"
-rustfmt +stable --edition 2024 --check "$ffi/src/lib.rs" "$ffi/src/tests.rs"
-(cd "$ffi" && cargo "+$channel" clippy --locked --release -- -D warnings)
+# kmod/build-engine.sh's output directory: its sysroot (core and
+# compiler_builtins from rust-src) and cargo's target directory.
+engine_out="${CARGO_TARGET_DIR_KMOD:-$PWD/target/kmod-ffi}"
+lib="$engine_out/target/x86_64-unknown-none/release/libhv_vss_rs.a"
 
 banner "kmod: tests of the C ABI on the host (stable, the tests play the glue)"
-(cd "$ffi" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-host" cargo +stable clippy --locked \
+rustfmt +stable --edition 2024 --check "$ffi/src/lib.rs" "$ffi/src/tests.rs"
+(cd "$ffi" && CARGO_TARGET_DIR="$engine_out-host" cargo +stable clippy --locked \
 	--target x86_64-unknown-linux-gnu --all-targets -- -D warnings)
-(cd "$ffi" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-host" cargo +stable test --locked \
+(cd "$ffi" && CARGO_TARGET_DIR="$engine_out-host" cargo +stable test --locked \
 	--target x86_64-unknown-linux-gnu)
 
-banner "kmod: build libhv_vss_rs.a (x86_64-unknown-none, -Zbuild-std=core, kernel code model)"
-(cd "$ffi" && cargo "+$channel" build --locked --release)
+# The port's fetch phase, the only step allowed the network: the crates of
+# kmod/ffi/Cargo.lock (Makefile.crates), vendored. Nothing of the standard
+# library's own lock file.
+banner "kmod: vendor kmod/ffi/Cargo.lock (as the port's distfiles)"
+(cd "$ffi" && cargo "+$channel" vendor --locked "$out/vendor" >"$out/vendor.toml" 2>"$out/vendor.log") ||
+	{ cat "$out/vendor.log" >&2; fail "cargo vendor failed"; }
+grep -q '^replace-with = "vendored-sources"$' "$out/vendor.toml" || fail "cargo vendor printed no source replacement"
+echo "vendored: $(find "$out/vendor" -mindepth 1 -maxdepth 1 | wc -l) crates"
+mkdir "$out/cargo-home"
+cp "$out/vendor.toml" "$out/cargo-home/config.toml"
+# The build phase: an empty CARGO_HOME but for the vendored source, cargo
+# offline, and no network at all where a network namespace can be made.
+offline=(env CARGO_HOME="$out/cargo-home" CARGO_NET_OFFLINE=true)
+if unshare -n true 2>/dev/null; then
+	offline=(unshare -n "${offline[@]}")
+	echo "offline: CARGO_NET_OFFLINE=true, in a network namespace without interfaces"
+else
+	echo "offline: CARGO_NET_OFFLINE=true (no network namespace here: unshare -n failed)"
+fi
+
+banner "kmod: clippy of the kernel ABI crate (kernel target, offline)"
+"${offline[@]}" sh kmod/build-engine.sh "$engine_out" clippy -- -D warnings
+
+banner "kmod: build libhv_vss_rs.a with kmod/build-engine.sh (sysroot from rust-src, offline)"
+"${offline[@]}" sh kmod/build-engine.sh "$engine_out" build
 [ -f "$lib" ] || fail "$lib not built"
 
 banner "kmod: compile the C glue against FreeBSD's headers (zig)"
@@ -64,18 +89,24 @@ python3 -m ziglang cc -target x86_64-freebsd -O2 -g0 -fno-sanitize=all \
 	-Wcast-qual -Wundef -Wno-pointer-sign -Wno-unused-command-line-argument \
 	-I "$glue/check" -I "$glue" -c -o "$out/hv_vss_rs.o" "$glue/hv_vss_rs.c"
 
-banner "kmod: link as kmod/Makefile and kmod.mk do"
 # The engine's exports, from the one header, are the roots of --gc-sections.
 mapfile -t exports < <(grep -o 'hvvss_engine_[a-z_]*(' "$glue/hv_vss_rs.h" | tr -d '(' | sort -u)
 roots=()
 for sym in "${exports[@]}"; do roots+=(-u "$sym"); done
-"$lld" -flavor gnu -m elf_x86_64_fbsd -r --gc-sections "${roots[@]}" -o "$out/engine.o" "$lib"
-objcopy --strip-debug --remove-section=.llvmbc --remove-section=.llvmcmd \
-	--wildcard --keep-global-symbol='hvvss_engine_*' "$out/engine.o"
-# kmod.mk: ld -r -d of all objects, then objcopy --strip-debug.
-"$lld" -flavor gnu -m elf_x86_64_fbsd -r -d -o "$out/hv_vss_rs.ko" "$out/hv_vss_rs.o" "$out/engine.o" 2>&1 |
-	grep -v 'warning: -d, -dc, -dp, and --\[no-\]define-common will be removed' || true
-objcopy --strip-debug "$out/hv_vss_rs.ko"
+
+# link_module LIB DIR: DIR/engine.o and DIR/hv_vss_rs.ko from the staticlib
+# LIB and the glue, as kmod/Makefile and kmod.mk link them.
+link_module() {
+	local lib=$1 dir=$2
+	mkdir -p "$dir"
+	"$lld" -flavor gnu -m elf_x86_64_fbsd -r --gc-sections "${roots[@]}" -o "$dir/engine.o" "$lib"
+	objcopy --strip-debug --remove-section=.llvmbc --remove-section=.llvmcmd \
+		--wildcard --keep-global-symbol='hvvss_engine_*' "$dir/engine.o"
+	# kmod.mk: ld -r -d of all objects, then objcopy --strip-debug.
+	"$lld" -flavor gnu -m elf_x86_64_fbsd -r -d -o "$dir/hv_vss_rs.ko" "$out/hv_vss_rs.o" "$dir/engine.o" 2>&1 |
+		grep -v 'warning: -d, -dc, -dp, and --\[no-\]define-common will be removed' || true
+	objcopy --strip-debug "$dir/hv_vss_rs.ko"
+}
 
 # check_elf OBJECT: relocatable ELF64 x86-64 whose loaded sections carry
 # only relocations FreeBSD's amd64 link_elf_obj applies (elf_machdep.c:
@@ -126,42 +157,44 @@ PY
 	size "$obj" | tail -1 | awk -v n="$name" '{ print n " size: text " $1 " data " $2 " bss " $3 " bytes" }'
 }
 
-banner "kmod: object checks"
-check_elf "$out/engine.o"
-check_elf "$out/hv_vss_rs.ko"
+# check_module DIR: every check of DIR/engine.o and DIR/hv_vss_rs.ko.
+check_module() {
+	local dir=$1 allow undef extra declared defined sym weak sections set
+	check_elf "$dir/engine.o"
+	check_elf "$dir/hv_vss_rs.ko"
 
-# Undefined symbols of the Rust part: only the allowlist.
-allow=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$ffi/undefined-allowlist.txt" | sort -u)
-undef=$(nm -u "$out/engine.o" | awk '{ print $NF }' | sort -u)
-echo "engine.o undefined: $(echo "$undef" | tr '\n' ' ')"
-extra=$(comm -23 <(echo "$undef") <(echo "$allow"))
-[ -z "$extra" ] || fail "engine.o needs symbols outside $ffi/undefined-allowlist.txt: $extra"
-# The allowlist's callbacks are exactly what the header declares.
-declared=$(grep -o 'hvvss_glue_[a-z_]*(' "$glue/hv_vss_rs.h" | tr -d '(' | sort -u)
-[ "$declared" = "$(echo "$allow" | grep '^hvvss_glue_' | sort -u)" ] ||
-	fail "hvvss_glue_* in the allowlist differ from $glue/hv_vss_rs.h"
-# Every engine function the header declares is exported, and the module
-# resolves every hvvss_* symbol internally.
-defined=$(nm --defined-only "$out/engine.o")
-for sym in "${exports[@]}"; do
-	grep -q " T $sym\$" <<<"$defined" || fail "engine.o does not export $sym"
-done
-if nm -u "$out/hv_vss_rs.ko" | grep -E ' hvvss_' >"$out/unresolved"; then
-	cat "$out/unresolved"
-	fail "hv_vss_rs.ko leaves hvvss_* symbols undefined (above)"
-fi
-# Weak undefined symbols are rejected by link_elf_obj, except the linker-set
-# bounds the kernel linker defines itself.
-weak=$(nm "$out/hv_vss_rs.ko" | awk '$(NF-1) == "w" { print $NF }' | grep -v '^__\(start\|stop\)_set_' || true)
-[ -z "$weak" ] || fail "weak undefined symbols: $weak"
-sections=$(readelf -S -W "$out/hv_vss_rs.ko")
-for set in set_sysinit_set set_modmetadata_set; do
-	grep -q "\] $set " <<<"$sections" || fail "hv_vss_rs.ko has no $set section"
-done
-# Kernel stacks are a few pages: no Rust frame over 2 KiB (the limit
-# FreeBSD's in-tree Rust work enforces), read from the prologues.
-# shellcheck disable=SC2016 # a Python program: nothing for the shell to expand
-objdump -d --no-show-raw-insn "$out/engine.o" | python3 -c '
+	# Undefined symbols of the Rust part: only the allowlist.
+	allow=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$ffi/undefined-allowlist.txt" | sort -u)
+	undef=$(nm -u "$dir/engine.o" | awk '{ print $NF }' | sort -u)
+	echo "engine.o undefined: $(echo "$undef" | tr '\n' ' ')"
+	extra=$(comm -23 <(echo "$undef") <(echo "$allow"))
+	[ -z "$extra" ] || fail "engine.o needs symbols outside $ffi/undefined-allowlist.txt: $extra"
+	# The allowlist's callbacks are exactly what the header declares.
+	declared=$(grep -o 'hvvss_glue_[a-z_]*(' "$glue/hv_vss_rs.h" | tr -d '(' | sort -u)
+	[ "$declared" = "$(echo "$allow" | grep '^hvvss_glue_' | sort -u)" ] ||
+		fail "hvvss_glue_* in the allowlist differ from $glue/hv_vss_rs.h"
+	# Every engine function the header declares is exported, and the module
+	# resolves every hvvss_* symbol internally.
+	defined=$(nm --defined-only "$dir/engine.o")
+	for sym in "${exports[@]}"; do
+		grep -q " T $sym\$" <<<"$defined" || fail "engine.o does not export $sym"
+	done
+	if nm -u "$dir/hv_vss_rs.ko" | grep -E ' hvvss_' >"$dir/unresolved"; then
+		cat "$dir/unresolved"
+		fail "hv_vss_rs.ko leaves hvvss_* symbols undefined (above)"
+	fi
+	# Weak undefined symbols are rejected by link_elf_obj, except the linker-set
+	# bounds the kernel linker defines itself.
+	weak=$(nm "$dir/hv_vss_rs.ko" | awk '$(NF-1) == "w" { print $NF }' | grep -v '^__\(start\|stop\)_set_' || true)
+	[ -z "$weak" ] || fail "weak undefined symbols: $weak"
+	sections=$(readelf -S -W "$dir/hv_vss_rs.ko")
+	for set in set_sysinit_set set_modmetadata_set; do
+		grep -q "\] $set " <<<"$sections" || fail "hv_vss_rs.ko has no $set section"
+	done
+	# Kernel stacks are a few pages: no Rust frame over 2 KiB (the limit
+	# FreeBSD's in-tree Rust work enforces), read from the prologues.
+	# shellcheck disable=SC2016 # a Python program: nothing for the shell to expand
+	objdump -d --no-show-raw-insn "$dir/engine.o" | python3 -c '
 import re, sys
 fn, frames = None, {}
 for line in sys.stdin:
@@ -175,18 +208,35 @@ for line in sys.stdin:
 size, name = max((v, f) for f, v in frames.items())
 print("engine.o largest stack frame: %d bytes (%s)" % (size, name))
 sys.exit(1 if size > 2048 else 0)
-' || fail "engine.o has a stack frame over 2048 bytes"
-# No panic path in our own code: no function of the engine or the ABI
-# crate (names with hv_vss / hvvss) calls into core's panic machinery.
-# (core's integer formatting keeps one bounds check of its own.)
-objdump -dr --no-show-raw-insn "$out/engine.o" |
-	awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /R_X86_64_(PLT32|PC32).*(panicking|panic_fmt|unwrap_failed|expect_failed)/ { print fn }' |
-	sort -u >"$out/panic-callers"
-echo "engine.o functions that can reach a panic: $(tr '\n' ' ' <"$out/panic-callers")"
-if grep -E 'hv_vss|hvvss' "$out/panic-callers"; then
-	fail "our code can panic in the kernel (functions above)"
-fi
-echo "kmod object checks passed"
+	' || fail "engine.o has a stack frame over 2048 bytes"
+	# No panic path in our own code: no function of the engine or the ABI
+	# crate (names with hv_vss / hvvss) calls into core's panic machinery.
+	# (core's integer formatting keeps one bounds check of its own.)
+	objdump -dr --no-show-raw-insn "$dir/engine.o" |
+		awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /R_X86_64_(PLT32|PC32).*(panicking|panic_fmt|unwrap_failed|expect_failed)/ { print fn }' |
+		sort -u >"$dir/panic-callers"
+	echo "engine.o functions that can reach a panic: $(tr '\n' ' ' <"$dir/panic-callers")"
+	if grep -E 'hv_vss|hvvss' "$dir/panic-callers"; then
+		fail "our code can panic in the kernel (functions above)"
+	fi
+	echo "kmod object checks passed ($dir)"
+}
+
+banner "kmod: link and check the module (pinned $channel)"
+link_module "$lib" "$out/pinned"
+check_module "$out/pinned"
+
+# The port builds with FreeBSD's lang/rust, a stable rustc: the same script
+# with rustup's stable and its rust-src (RUSTC_BOOTSTRAP for the sysroot
+# crates only), offline too, and the same checks.
+banner "kmod: build, link and check with stable rustc (the port's lang/rust)"
+rustup component add --toolchain stable rust-src >/dev/null
+"${offline[@]}" RUSTUP_TOOLCHAIN=stable sh kmod/build-engine.sh "$engine_out-stable" build
+lib_stable="$engine_out-stable/target/x86_64-unknown-none/release/libhv_vss_rs.a"
+[ -f "$lib_stable" ] || fail "$lib_stable not built"
+link_module "$lib_stable" "$out/stable"
+check_module "$out/stable"
+
 
 banner "kmod: mandoc -Tlint man4/hv_vss.4"
 mandoc -Tlint -W warning man4/hv_vss.4

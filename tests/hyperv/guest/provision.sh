@@ -2,7 +2,7 @@
 # Packer provisioner (root, in the freshly installed FreeBSD guest):
 #  1. pkg add the hyperv-vss package built by this repo (scripts/build-pkg);
 #  2. build and install the kernel module from port/hyperv-vss-kmod, with the
-#     FreeBSD ports framework, the release's kernel sources and rust-nightly;
+#     FreeBSD ports framework, the release's kernel sources and rust;
 #  3. check that both packages installed exactly the files listed in
 #     expected-files (which CI checks against pkg-plist and the port), and
 #     that pkg(8) agrees with their checksums;
@@ -74,11 +74,12 @@ pkg add "$PKG_FILE"
 check_installed hyperv-vss
 
 # --- 2. the kernel module from its port -----------------------------------
-log "installing the kmod port's build tools (rust-nightly, git)"
-pkg install -y rust-nightly git-lite
-# The port rebuilds core for the kernel target from rust-src.
+log "installing the kmod port's build tools (rust, git)"
+pkg install -y rust git-lite
+# The port builds core for the kernel target from rust-src
+# (kmod/build-engine.sh), which lang/rust installs.
 [ -f /usr/local/lib/rustlib/src/rust/library/core/Cargo.toml ] ||
-	die "the rust-nightly package has no rust-src (lib/rustlib/src); the kmod port cannot build core for the kernel"
+	die "the rust package has no rust-src (lib/rustlib/src); the kmod port cannot build core for the kernel"
 
 if [ ! -f /usr/src/sys/conf/kmod.mk ]; then
 	log "fetching kernel sources: $HVVSS_DIST_SITE/src.txz"
