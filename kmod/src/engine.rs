@@ -76,6 +76,9 @@ pub struct Transaction {
     pub arrival: Millis,
     /// End of the chain's time (arrival + [`Config::timeout_ms`]).
     pub deadline: Millis,
+    /// [`Config::rollback_timeout_ms`] at arrival: a configuration change
+    /// affects the next request, never the bound promised to this one.
+    pub rollback_timeout_ms: u32,
     pub stage: Stage,
 }
 
@@ -525,6 +528,7 @@ impl<const N: usize> VssEngine<N> {
             len,
             arrival: now,
             deadline,
+            rollback_timeout_ms: self.config.rollback_timeout_ms,
             stage: Stage::Forward {
                 step: 0,
                 failed: None,
@@ -672,7 +676,7 @@ impl<const N: usize> VssEngine<N> {
         // bounded by arrival + timeout + rollback timeout whatever happens.
         let deadline = now
             .min(transaction.deadline)
-            .plus(self.config.rollback_timeout_ms);
+            .plus(transaction.rollback_timeout_ms);
         if let Some(transaction) = self.transaction.as_mut() {
             transaction.stage = Stage::Rollback { deadline, reason };
         }

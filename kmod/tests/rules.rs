@@ -544,6 +544,28 @@ fn timeout_is_tunable_for_the_next_request() {
     assert_eq!(fx.timer, Some(at(2_000)));
 }
 
+#[test]
+fn a_config_change_never_moves_the_bound_of_a_request_in_flight() {
+    let mut engine = engine_with(false);
+    let mut fx = Recorder::default();
+    engine.on_host_packet(&vss(HostOperation::Freeze, 0), XID, T0, &mut fx);
+    read_op(&mut engine, Device::Fs); // the daemon may now be frozen
+    engine.set_config(Config {
+        rollback_timeout_ms: 60_000,
+        ..Config::DEFAULT
+    });
+    // The deadline passes: rollback, bounded by the arrival config's
+    // 15 s + 5 s, not by the new 60 s.
+    engine.on_timer(at(15_000), &mut fx);
+    assert!(matches!(
+        engine.transaction().map(|t| t.stage),
+        Some(Stage::Rollback { .. })
+    ));
+    assert_eq!(fx.timer, Some(at(20_000)));
+    engine.on_timer(at(20_000), &mut fx);
+    assert_eq!(fx.one_status(XID), HostStatus::Fail);
+}
+
 // ----- answers that must be rejected ----------------------------------------
 
 #[test]
