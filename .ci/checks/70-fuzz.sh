@@ -17,6 +17,12 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for crate in */fuzz; do
 	[ -f "$crate/Cargo.toml" ] || continue
+	# The fuzz crates are workspaces of their own: format-check them here.
+	find "$crate" -name '*.rs' -not -path '*/target/*' -print0 | xargs -0 rustfmt --edition 2024 --check
+	# A harness library's own tests (kmod/fuzz: the seeds reach every path).
+	if [ -f "$crate/src/lib.rs" ]; then
+		(cd "$crate" && cargo +nightly test --locked --release)
+	fi
 	(cd "$crate" && cargo +nightly fuzz build -O)
 	for target in $(cd "$crate" && cargo +nightly fuzz list); do
 		mkdir -p "$scratch/$target"
