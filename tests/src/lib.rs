@@ -11,6 +11,12 @@
 //! - runs the body in a thread under a deadline; on expiry it thaws every
 //!   simulator filesystem and kills the children it knows, so the body's
 //!   own cleanup can finish, then fails the test.
+//!
+//! The bodies build on [`scenario`]: the simulation, reply checks, the safe
+//! "which filesystems are frozen" probe, a full backup, the exactly-once
+//! accounting and the soak actions that both suites share.
+
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};

@@ -12,94 +12,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hv_vss_e2e::scenario::{
+    REPLY, XorShift, assert_all_frozen, assert_exactly_once, assert_nothing_frozen, failed,
+    full_backup, mount_points, ok, options, send_malformed, soak_engine_only_operation,
+    soak_malformed_packet, started, wait_thawed,
+};
 use hv_vss_e2e::{built_binaries, e2e};
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::backup;
 use hv_vss_sim::devices::DeviceKind;
-use hv_vss_sim::host::Reply;
 use hv_vss_sim::kernel::KernelOptions;
 use hv_vss_sim::loopfs::FsType;
-use hv_vss_sim::simulation::{Simulation, SimulationOptions};
+use hv_vss_sim::simulation::Simulation;
 
 const EXT4: &[FsType] = &[FsType::Ext4];
-/// The host's patience for one reply: above every deadline under test.
-const REPLY: Duration = Duration::from_secs(30);
 /// Replies the engine makes without user space must be this fast.
 const IMMEDIATE: Duration = Duration::from_secs(1);
-
-fn options(filesystems: &[FsType]) -> SimulationOptions {
-    SimulationOptions {
-        filesystems: filesystems.to_vec(),
-        daemon_binary: Some(built_binaries().unwrap().daemon),
-        ..SimulationOptions::default()
-    }
-}
-
-fn started(options: &SimulationOptions) -> Simulation {
-    let mut sim = Simulation::new(options).unwrap();
-    sim.start_daemon()
-        .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
-    sim
-}
-
-fn ok(reply: &Reply, what: &str, sim: &Simulation) {
-    assert!(
-        reply.succeeded(),
-        "{what}: {} (daemon log:\n{})",
-        reply.status_text(),
-        sim.daemon_log()
-    );
-}
-
-fn failed(reply: &Reply, what: &str) {
-    assert_eq!(reply.status_text(), "HV_E_FAIL", "{what}");
-}
-
-fn assert_nothing_frozen(sim: &Simulation) {
-    let frozen = sim.filesystems.frozen().unwrap();
-    assert!(
-        frozen.is_empty(),
-        "still frozen: {frozen:?}\n{}",
-        sim.daemon_log()
-    );
-}
-
-fn assert_all_frozen(sim: &Simulation) {
-    let frozen = sim.filesystems.frozen().unwrap();
-    assert_eq!(
-        frozen.len(),
-        sim.filesystems.len(),
-        "frozen: {frozen:?}\n{}",
-        sim.daemon_log()
-    );
-}
-
-fn assert_exactly_once(sim: &mut Simulation) {
-    sim.host.drain(Duration::from_millis(300));
-    let problems = sim.host.answered_exactly_once();
-    assert!(problems.is_empty(), "{problems:?}");
-}
-
-/// A full, successful backup on the running simulation.
-fn full_backup(sim: &mut Simulation) {
-    ok(
-        &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-        "HOT_BACKUP",
-        sim,
-    );
-    ok(
-        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-        "FREEZE",
-        sim,
-    );
-    assert_all_frozen(sim);
-    ok(
-        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-        "THAW",
-        sim,
-    );
-    assert_nothing_frozen(sim);
-}
 
 /// `hv_vss_app` on the simulation's app device; killed on drop.
 struct App(Child);
@@ -188,13 +116,8 @@ fn e2e_2_app_success_failure_and_too_slow() {
             rollback: Duration::from_secs(2),
         };
         let mut sim = started(&options);
-        let mount = sim
-            .filesystems
-            .iter()
-            .next()
-            .unwrap()
-            .mount_point()
-            .to_owned();
+        let mounts = mount_points(&sim);
+        let mount = mounts[0].clone();
         let marker = |name: &str| mount.join(name);
 
         // Success. The freeze command writes to the filesystem, which only
@@ -210,7 +133,7 @@ fn e2e_2_app_success_failure_and_too_slow() {
                 &format!("echo app > {}", marker("app-thawed-last").display()),
             ],
         );
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert!(
             marker("app-froze-first").exists(),
             "the app's freeze ran before the freeze"
@@ -236,6 +159,7 @@ fn e2e_2_app_success_failure_and_too_slow() {
         failed(
             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
             "FREEZE with a failing app",
+            &sim,
         );
         assert_nothing_frozen(&sim);
         drop(app);
@@ -250,7 +174,7 @@ fn e2e_2_app_success_failure_and_too_slow() {
         let app = App::start(&sim, &["-T", "4", "-f", "sleep 30", "-t", "true"]);
         let started = Instant::now();
         let reply = sim.host.request(HostOperation::Freeze, REPLY).unwrap();
-        failed(&reply, "FREEZE with a slow app");
+        failed(&reply, "FREEZE with a slow app", &sim);
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(3) && waited < Duration::from_secs(7),
@@ -264,7 +188,7 @@ fn e2e_2_app_success_failure_and_too_slow() {
         );
 
         // And the guest still backs up afterwards.
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert_exactly_once(&mut sim);
     });
 }
@@ -289,6 +213,7 @@ fn e2e_3_failing_and_hanging_hooks_veto_the_freeze() {
         failed(
             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
             "FREEZE with a failing hook",
+            &sim,
         );
         assert_nothing_frozen(&sim);
         std::fs::remove_file(&failing).unwrap();
@@ -308,7 +233,7 @@ fn e2e_3_failing_and_hanging_hooks_veto_the_freeze() {
         let started = Instant::now();
         let reply = sim.host.request(HostOperation::Freeze, REPLY).unwrap();
         let waited = started.elapsed();
-        failed(&reply, "FREEZE with a hung hook");
+        failed(&reply, "FREEZE with a hung hook", &sim);
         assert!(
             waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
             "veto came after {waited:?}, expected at the 2 s hook timeout"
@@ -341,6 +266,7 @@ fn e2e_4_daemon_sigkill_while_frozen() {
         &[FsType::Ext4, FsType::Xfs],
         || {
             let mut sim = started(&options(&[FsType::Ext4, FsType::Xfs]));
+            let mounts = mount_points(&sim);
             ok(
                 &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
                 "FREEZE",
@@ -357,7 +283,7 @@ fn e2e_4_daemon_sigkill_while_frozen() {
             assert_all_frozen(&sim);
             // The host's THAW is answered at once, with failure: nobody is there.
             let reply = sim.host.request(HostOperation::Thaw, REPLY).unwrap();
-            failed(&reply, "THAW with the daemon dead");
+            failed(&reply, "THAW with the daemon dead", &sim);
             assert!(
                 reply.latency < IMMEDIATE,
                 "answered after {:?}",
@@ -365,15 +291,8 @@ fn e2e_4_daemon_sigkill_while_frozen() {
             );
             // A new daemon thaws what the old one froze (its state file).
             sim.start_daemon().unwrap();
-            assert!(
-                wait_for(Duration::from_secs(10), || sim
-                    .filesystems
-                    .frozen()
-                    .is_ok_and(|f| f.is_empty())),
-                "the restarted daemon did not thaw:\n{}",
-                sim.daemon_log()
-            );
-            full_backup(&mut sim);
+            wait_thawed(&sim, Duration::from_secs(10), "the restarted daemon");
+            full_backup(&mut sim, &mounts);
             assert_exactly_once(&mut sim);
         },
     );
@@ -387,6 +306,7 @@ fn e2e_5_watchdog_thaws_without_host_thaw() {
         let mut options = options(EXT4);
         options.freeze_limit = Some(Duration::from_secs(2));
         let mut sim = started(&options);
+        let mounts = mount_points(&sim);
         ok(
             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
             "FREEZE",
@@ -397,14 +317,10 @@ fn e2e_5_watchdog_thaws_without_host_thaw() {
         // Half-way to the limit it is still frozen: the watchdog waits.
         std::thread::sleep(Duration::from_secs(1));
         assert_all_frozen(&sim);
-        assert!(
-            wait_for(Duration::from_secs(10), || sim
-                .filesystems
-                .frozen()
-                .is_ok_and(|f| f.is_empty())),
-            "still frozen {:?} after FREEZE with freeze_limit = 2:\n{}",
-            frozen_at.elapsed(),
-            sim.daemon_log()
+        wait_thawed(
+            &sim,
+            Duration::from_secs(10),
+            "the watchdog (freeze_limit = 2)",
         );
         let thawed_after = frozen_at.elapsed();
         assert!(
@@ -420,7 +336,7 @@ fn e2e_5_watchdog_thaws_without_host_thaw() {
             reply.status_text()
         );
         assert_nothing_frozen(&sim);
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert_exactly_once(&mut sim);
     });
 }
@@ -440,12 +356,13 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
             )
             .unwrap();
         sim.start_daemon().unwrap();
+        let mounts = mount_points(&sim);
 
         let first = sim.host.send_operation(HostOperation::Freeze, 0).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let second = sim.host.send_operation(HostOperation::Freeze, 0).unwrap();
         let second = sim.host.wait(second, REPLY).unwrap();
-        failed(&second, "second FREEZE while one is pending");
+        failed(&second, "second FREEZE while one is pending", &sim);
         assert!(
             second.latency < IMMEDIATE,
             "answered after {:?}",
@@ -495,17 +412,9 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
             "truncated:hot-backup:39",
         ] {
             let step: hv_vss_sim::script::HostStep = step.parse().unwrap();
-            let transaction = hv_vss_sim::script::send(&mut sim.host, &step)
-                .unwrap()
-                .unwrap();
-            if sim.host.answerable(transaction) {
-                failed(
-                    &sim.host.wait(transaction, REPLY).unwrap(),
-                    &step.to_string(),
-                );
-            } else {
+            if let Some(unanswerable) = send_malformed(&mut sim, &step) {
                 // Shorter than an IC header: nothing to echo, so no reply.
-                let reply = sim.host.wait(transaction, Duration::from_millis(300));
+                let reply = sim.host.wait(unanswerable, Duration::from_millis(300));
                 assert!(reply.is_err(), "{step} was answered");
             }
         }
@@ -526,7 +435,7 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
         );
 
         assert!(sim.daemon().unwrap().is_running(), "the daemon survived");
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert_exactly_once(&mut sim);
     });
 }
@@ -538,6 +447,7 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
 fn e2e_7_no_daemon_fails_at_once_and_negotiation_works() {
     e2e("e2e_7_no_daemon", Duration::from_secs(60), EXT4, || {
         let mut sim = Simulation::new(&options(EXT4)).unwrap();
+        let mounts = mount_points(&sim);
         let negotiated = sim.host.negotiate(REPLY).unwrap();
         ok(&negotiated, "NEGOTIATE without a daemon", &sim);
         let chosen = negotiated.negotiated().unwrap();
@@ -549,7 +459,7 @@ fn e2e_7_no_daemon_fails_at_once_and_negotiation_works() {
             HostOperation::Thaw,
         ] {
             let reply = sim.host.request(operation, REPLY).unwrap();
-            failed(&reply, operation.name());
+            failed(&reply, operation.name(), &sim);
             assert!(
                 reply.latency < IMMEDIATE,
                 "{} answered after {:?}",
@@ -565,7 +475,7 @@ fn e2e_7_no_daemon_fails_at_once_and_negotiation_works() {
         assert_nothing_frozen(&sim);
         // Once a daemon starts, backups work.
         sim.start_daemon().unwrap();
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert_exactly_once(&mut sim);
     });
 }
@@ -577,6 +487,7 @@ fn e2e_7_no_daemon_fails_at_once_and_negotiation_works() {
 fn e2e_8_second_instance_and_non_root_are_refused() {
     e2e("e2e_8_refusals", Duration::from_secs(60), EXT4, || {
         let mut sim = started(&options(EXT4));
+        let mounts = mount_points(&sim);
         let mut second = sim.daemon_setup.spawn().unwrap();
         let status = second
             .wait_exit(Duration::from_secs(10))
@@ -619,7 +530,7 @@ fn e2e_8_second_instance_and_non_root_are_refused() {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        full_backup(&mut sim);
+        full_backup(&mut sim, &mounts);
         assert_exactly_once(&mut sim);
     });
 }
@@ -639,7 +550,7 @@ fn e2e_9_randomized_soak() {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15);
             println!("soak seed {seed} (set HV_VSS_SOAK_SEED to replay)");
-            let mut rng = XorShift(seed | 1);
+            let mut rng = XorShift::new(seed);
             let mut options = options(&[FsType::Ext4, FsType::Xfs]);
             options.kernel = KernelOptions {
                 deadline: Duration::from_secs(3),
@@ -647,6 +558,7 @@ fn e2e_9_randomized_soak() {
             };
             options.freeze_limit = Some(Duration::from_secs(4));
             let mut sim = started(&options);
+            let mounts = mount_points(&sim);
             let mut app: Option<App> = None;
             let mut transactions = 0usize;
             let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -667,7 +579,7 @@ fn e2e_9_randomized_soak() {
                 *counts.entry(action).or_default() += 1;
                 let before = sim.host.ledger().len();
                 match action {
-                    "full backup" => full_backup(&mut sim),
+                    "full backup" => full_backup(&mut sim, &mounts),
                     "check only" => {
                         ok(
                             &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
@@ -679,37 +591,8 @@ fn e2e_9_randomized_soak() {
                         sim.host.request(HostOperation::Thaw, REPLY).unwrap();
                         assert_nothing_frozen(&sim);
                     }
-                    "engine-only operation" => {
-                        let ops = [
-                            HostOperation::GetDmInfo,
-                            HostOperation::Create,
-                            HostOperation::Delete,
-                            HostOperation::BuComplete,
-                        ];
-                        let op = ops[rng.below(ops.len())];
-                        ok(&sim.host.request(op, REPLY).unwrap(), op.name(), &sim);
-                    }
-                    "malformed packet" => {
-                        let steps = [
-                            "unknown:99",
-                            "truncated:freeze:35",
-                            "truncated:thaw:29",
-                            "raw:00",
-                        ];
-                        let step: hv_vss_sim::script::HostStep =
-                            steps[rng.below(steps.len())].parse().unwrap();
-                        let transaction = hv_vss_sim::script::send(&mut sim.host, &step)
-                            .unwrap()
-                            .unwrap();
-                        // Packets shorter than an IC header cannot be answered
-                        // (checked by the final exactly-once ledger).
-                        if sim.host.answerable(transaction) {
-                            failed(
-                                &sim.host.wait(transaction, REPLY).unwrap(),
-                                &step.to_string(),
-                            );
-                        }
-                    }
+                    "engine-only operation" => soak_engine_only_operation(&mut sim, &mut rng),
+                    "malformed packet" => soak_malformed_packet(&mut sim, &mut rng),
                     "freeze, no thaw" => {
                         ok(
                             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
@@ -725,13 +608,7 @@ fn e2e_9_randomized_soak() {
                                 &sim,
                             );
                         } else {
-                            assert!(
-                                wait_for(Duration::from_secs(15), || sim
-                                    .filesystems
-                                    .frozen()
-                                    .is_ok_and(|f| f.is_empty())),
-                                "watchdog"
-                            );
+                            wait_thawed(&sim, Duration::from_secs(15), "watchdog");
                             sim.host.request(HostOperation::Thaw, REPLY).unwrap();
                         }
                         assert_nothing_frozen(&sim);
@@ -746,10 +623,11 @@ fn e2e_9_randomized_soak() {
                             "two overlapping FREEZEs cannot both succeed"
                         );
                         sim.host.request(HostOperation::Thaw, REPLY).unwrap();
-                        assert!(wait_for(Duration::from_secs(5), || sim
-                            .filesystems
-                            .frozen()
-                            .is_ok_and(|f| f.is_empty())));
+                        wait_thawed(
+                            &sim,
+                            Duration::from_secs(5),
+                            "THAW after overlapping FREEZEs",
+                        );
                     }
                     "toggle app" => {
                         if app.take().is_none() {
@@ -770,6 +648,7 @@ fn e2e_9_randomized_soak() {
                         failed(
                             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
                             "FREEZE, failing app",
+                            &sim,
                         );
                         assert_nothing_frozen(&sim);
                         drop(failing);
@@ -795,15 +674,10 @@ fn e2e_9_randomized_soak() {
                         failed(
                             &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
                             "THAW, daemon dead",
+                            &sim,
                         );
                         sim.start_daemon().unwrap();
-                        assert!(
-                            wait_for(Duration::from_secs(10), || sim
-                                .filesystems
-                                .frozen()
-                                .is_ok_and(|f| f.is_empty())),
-                            "restart thaws"
-                        );
+                        wait_thawed(&sim, Duration::from_secs(10), "restart thaws");
                     }
                 }
                 transactions += sim.host.ledger().len() - before;
@@ -815,29 +689,4 @@ fn e2e_9_randomized_soak() {
             assert!(sim.daemon().unwrap().is_running());
         },
     );
-}
-
-fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A small deterministic PRNG, so a failing soak can be replayed by seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
-    }
 }

@@ -17,26 +17,20 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hv_vss_e2e::{built_binaries, e2e};
+use hv_vss_e2e::e2e;
+use hv_vss_e2e::scenario::{
+    REPLY, XorShift, assert_exactly_once, assert_nothing_frozen, failed, frozen, full_backup,
+    is_mount_point, mount_points, ok, options, soak_engine_only_operation, soak_malformed_packet,
+    started, tally, wait_for, wait_thawed,
+};
 use hv_vss_proto::HostOperation;
-use hv_vss_sim::host::Reply;
 use hv_vss_sim::kernel::KernelOptions;
 use hv_vss_sim::loopfs::FsType;
-use hv_vss_sim::simulation::{Simulation, SimulationOptions};
+use hv_vss_sim::simulation::Simulation;
 use nix::sys::signal::Signal;
 
-/// The host's patience for one reply: above every deadline under test.
-const REPLY: Duration = Duration::from_secs(30);
 /// The daemon's exit status when its device goes away (hv_vss_daemon(8)).
 const EXIT_DEVICE_GONE: i32 = 71;
-
-fn options(filesystems: &[FsType]) -> SimulationOptions {
-    SimulationOptions {
-        filesystems: filesystems.to_vec(),
-        daemon_binary: Some(built_binaries().unwrap().daemon),
-        ..SimulationOptions::default()
-    }
-}
 
 /// Short engine deadlines, so the scenarios that wait for them stay quick.
 fn short_kernel(deadline_ms: u64, rollback_ms: u64) -> KernelOptions {
@@ -44,162 +38,6 @@ fn short_kernel(deadline_ms: u64, rollback_ms: u64) -> KernelOptions {
         deadline: Duration::from_millis(deadline_ms),
         rollback: Duration::from_millis(rollback_ms),
     }
-}
-
-fn started(options: &SimulationOptions) -> Simulation {
-    let mut sim = Simulation::new(options).unwrap();
-    sim.start_daemon()
-        .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
-    sim
-}
-
-fn ok(reply: &Reply, what: &str, sim: &Simulation) {
-    assert!(
-        reply.succeeded(),
-        "{what}: {} (daemon log:\n{})",
-        reply.status_text(),
-        sim.daemon_log()
-    );
-}
-
-fn failed(reply: &Reply, what: &str, sim: &Simulation) {
-    assert_eq!(
-        reply.status_text(),
-        "HV_E_FAIL",
-        "{what} (daemon log:\n{})",
-        sim.daemon_log()
-    );
-}
-
-/// Mount points of the simulation's filesystems, in creation (mount) order.
-fn mount_points(sim: &Simulation) -> Vec<PathBuf> {
-    sim.filesystems
-        .iter()
-        .map(|fs| fs.mount_point().to_owned())
-        .collect()
-}
-
-/// Whether something is mounted exactly at `path` right now.
-fn is_mount_point(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let wanted = path.to_string_lossy();
-    mounts
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(wanted.as_ref()))
-}
-
-/// The simulation's filesystems that are frozen now. Only mounted ones are
-/// probed: the probe is FIFREEZE on the path, and on a path whose
-/// filesystem was unmounted that would freeze the machine's own root.
-fn frozen(sim: &Simulation) -> Vec<PathBuf> {
-    sim.filesystems
-        .iter()
-        .filter(|fs| is_mount_point(fs.mount_point()))
-        .filter(|fs| fs.is_frozen().unwrap())
-        .map(|fs| fs.mount_point().to_owned())
-        .collect()
-}
-
-fn assert_nothing_frozen(sim: &Simulation) {
-    let frozen = frozen(sim);
-    assert!(
-        frozen.is_empty(),
-        "still frozen: {frozen:?}\n{}",
-        sim.daemon_log()
-    );
-}
-
-fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_thawed(sim: &Simulation, timeout: Duration, what: &str) {
-    assert!(
-        wait_for(timeout, || frozen(sim).is_empty()),
-        "{what}: still frozen after {timeout:?}: {:?}\n{}",
-        frozen(sim),
-        sim.daemon_log()
-    );
-}
-
-/// Every request answered exactly once; the numbers, for the reports.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    sent: usize,
-    answerable: usize,
-    answered_once: usize,
-    unanswered: usize,
-    duplicated: usize,
-    unanswerable_answered: usize,
-    strays: usize,
-}
-
-fn tally(sim: &mut Simulation) -> Tally {
-    sim.host.drain(Duration::from_millis(300));
-    let mut tally = Tally {
-        strays: sim.host.answered_exactly_once().len(),
-        ..Tally::default()
-    };
-    for sent in sim.host.ledger().values() {
-        tally.sent += 1;
-        match (sent.answerable, sent.replies.len()) {
-            (true, 1) => {
-                tally.answerable += 1;
-                tally.answered_once += 1;
-            }
-            (true, 0) => {
-                tally.answerable += 1;
-                tally.unanswered += 1;
-            }
-            (true, _) => {
-                tally.answerable += 1;
-                tally.duplicated += 1;
-            }
-            (false, 0) => {}
-            (false, _) => tally.unanswerable_answered += 1,
-        }
-    }
-    // `answered_exactly_once` lists the per-request problems plus strays.
-    tally.strays -= tally.unanswered + tally.duplicated + tally.unanswerable_answered;
-    tally
-}
-
-fn assert_exactly_once(sim: &mut Simulation) -> Tally {
-    let tally = tally(sim);
-    let problems = sim.host.answered_exactly_once();
-    assert!(problems.is_empty(), "{problems:?}");
-    tally
-}
-
-/// A full, successful backup; checks that exactly `expected` is frozen
-/// between FREEZE and THAW.
-fn full_backup(sim: &mut Simulation, expected: &[PathBuf]) {
-    ok(
-        &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-        "HOT_BACKUP",
-        sim,
-    );
-    ok(
-        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-        "FREEZE",
-        sim,
-    );
-    assert_eq!(frozen(sim), expected, "frozen during the backup");
-    ok(
-        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-        "THAW",
-        sim,
-    );
-    assert_nothing_frozen(sim);
 }
 
 fn signal(sim: &mut Simulation, signal: Signal) {
@@ -916,18 +754,6 @@ fn faults_6_config_changed_on_sighup_during_a_freeze() {
     );
 }
 
-/// A small deterministic PRNG, so a failing soak can be replayed by seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
-    }
-}
-
 /// How many host requests the soak sends (at least).
 const SOAK_REQUESTS: usize = 1000;
 
@@ -952,7 +778,7 @@ fn faults_7_randomized_soak_of_1000_requests() {
                     ^ u64::from(std::process::id())
             });
         eprintln!("faults soak: seed {seed} (HV_VSS_FAULTS_SEED={seed} replays it)");
-        let mut rng = XorShift(seed | 1);
+        let mut rng = XorShift::new(seed);
         let trace = std::env::var_os("HV_VSS_FAULTS_TRACE").is_some();
         let mut options = options(&fs);
         options.kernel = short_kernel(1000, 500);
@@ -1004,36 +830,8 @@ fn faults_7_randomized_soak_of_1000_requests() {
                     "THAW without FREEZE",
                     &sim,
                 ),
-                "engine-only operation" => {
-                    let ops = [
-                        HostOperation::GetDmInfo,
-                        HostOperation::Create,
-                        HostOperation::Delete,
-                        HostOperation::BuComplete,
-                    ];
-                    let op = ops[rng.below(ops.len())];
-                    ok(&sim.host.request(op, REPLY).unwrap(), op.name(), &sim);
-                }
-                "malformed packet" => {
-                    let steps = [
-                        "unknown:99",
-                        "truncated:freeze:35",
-                        "truncated:thaw:29",
-                        "raw:00",
-                    ];
-                    let step: hv_vss_sim::script::HostStep =
-                        steps[rng.below(steps.len())].parse().unwrap();
-                    let transaction = hv_vss_sim::script::send(&mut sim.host, &step)
-                        .unwrap()
-                        .unwrap();
-                    if sim.host.answerable(transaction) {
-                        failed(
-                            &sim.host.wait(transaction, REPLY).unwrap(),
-                            &step.to_string(),
-                            &sim,
-                        );
-                    }
-                }
+                "engine-only operation" => soak_engine_only_operation(&mut sim, &mut rng),
+                "malformed packet" => soak_malformed_packet(&mut sim, &mut rng),
                 "negotiate" => ok(&sim.host.negotiate(REPLY).unwrap(), "NEGOTIATE", &sim),
                 "overlapping freeze" => {
                     let first = sim.host.send_operation(HostOperation::Freeze, 0).unwrap();
