@@ -18,71 +18,22 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hv_vss_daemon::mounts::{Mount, discover};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 
 /// The subcommand name (`hv-vss-bench jail --keep M ... -- PROGRAM ARGS`).
 pub(crate) const SUBCOMMAND: &str = "jail";
 
-/// One line of /proc/self/mountinfo, the parts the jail needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MountEntry {
-    major: u32,
-    mount_point: PathBuf,
-    fs_type: String,
-}
-
-/// Parses /proc/self/mountinfo (see proc(5)); octal escapes (`\040`) in
-/// mount points are decoded.
-fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let device = fields.nth(2)?;
-            let mount_point = unescape(fields.nth(1)?);
-            let mut rest = fields.skip_while(|f| *f != "-");
-            rest.next()?;
-            let fs_type = rest.next()?.to_owned();
-            let major = device.split(':').next()?.parse().ok()?;
-            Some(MountEntry {
-                major,
-                mount_point: PathBuf::from(mount_point),
-                fs_type,
-            })
-        })
-        .collect()
-}
-
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            if let Some(value) = std::str::from_utf8(&bytes[i + 1..i + 4])
-                .ok()
-                .and_then(|octal| u8::from_str_radix(octal, 8).ok())
-            {
-                out.push(value);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mounts to detach: freezable-looking (block-backed: major != 0) or FUSE,
 /// except `/`, the kept ones and their ancestors. Deepest first.
-fn to_detach(entries: &[MountEntry], keep: &[PathBuf]) -> Vec<PathBuf> {
-    let mut detach: Vec<PathBuf> = entries
+fn to_detach(mounts: &[Mount], keep: &[PathBuf]) -> Vec<PathBuf> {
+    let mut detach: Vec<PathBuf> = mounts
         .iter()
-        .filter(|e| e.major != 0 || e.fs_type.starts_with("fuse"))
-        .filter(|e| e.mount_point != Path::new("/"))
-        .filter(|e| !keep.iter().any(|k| k.starts_with(&e.mount_point)))
-        .map(|e| e.mount_point.clone())
+        .filter(|m| m.fs_id.0[0] != 0 || m.fs_type.starts_with("fuse"))
+        .filter(|m| m.path != Path::new("/"))
+        .filter(|m| !keep.iter().any(|k| k.starts_with(&m.path)))
+        .map(|m| m.path.clone())
         .collect();
     detach.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     detach.dedup();
@@ -114,9 +65,8 @@ pub(crate) fn run(args: &[OsString]) -> Result<std::convert::Infallible, String>
         None::<&str>,
     )
     .map_err(|e| format!("making / private in the jail: {e}"))?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-    for path in to_detach(&parse_mountinfo(&mountinfo), &keep) {
+    let mounts = discover().map_err(|e| e.to_string())?;
+    for path in to_detach(&mounts, &keep) {
         // EINVAL: already gone with a detached parent.
         match umount2(&path, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
@@ -130,6 +80,7 @@ pub(crate) fn run(args: &[OsString]) -> Result<std::convert::Infallible, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hv_vss_daemon::mounts::parse_mountinfo;
 
     const MOUNTINFO: &str = "\
 22 1 253:0 / / rw,relatime - ext4 /dev/vda rw
@@ -144,9 +95,9 @@ mod tests {
 
     #[test]
     fn detaches_foreign_freezable_and_fuse_mounts_only() {
-        let entries = parse_mountinfo(MOUNTINFO);
+        let entries = parse_mountinfo(MOUNTINFO).unwrap();
         assert_eq!(entries.len(), 8);
-        assert_eq!(entries[4].mount_point, PathBuf::from("/tmp/bench/fs 1"));
+        assert_eq!(entries[4].path, PathBuf::from("/tmp/bench/fs 1"));
         let keep = vec![
             PathBuf::from("/tmp/bench/fs0"),
             PathBuf::from("/tmp/bench/fs 1"),
@@ -163,7 +114,7 @@ mod tests {
 
     #[test]
     fn never_detaches_an_ancestor_of_a_kept_mount() {
-        let entries = parse_mountinfo("30 1 8:1 / /srv rw - ext4 /dev/sda1 rw\n");
+        let entries = parse_mountinfo("30 1 8:1 / /srv rw - ext4 /dev/sda1 rw\n").unwrap();
         assert!(to_detach(&entries, &[PathBuf::from("/srv/bench/fs0")]).is_empty());
     }
 }

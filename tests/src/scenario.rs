@@ -73,13 +73,13 @@ pub fn mount_points(sim: &Simulation) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Whether something is mounted exactly at `path` right now.
+/// Whether something is mounted exactly at `path` right now (the daemon's
+/// own mount-table reader, so escaped names match too).
 pub fn is_mount_point(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let wanted = path.to_string_lossy();
-    mounts
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(wanted.as_ref()))
+    hv_vss_daemon::mounts::discover()
+        .unwrap()
+        .iter()
+        .any(|mount| mount.path == path)
 }
 
 /// The simulation's filesystems that are frozen now, in mount order.
