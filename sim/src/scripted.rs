@@ -3,13 +3,34 @@
 //! clients (the app library, `hv_vss_app`) independently of the engine.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hv_vss_proto::DeviceMessage;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::devices::{DeviceBackend, DeviceErrno, DeviceKind, PollWaker, Readiness};
+use crate::environment::{check_fuse, report_skip};
+use crate::fuse_devices::DeviceMount;
+
+/// Scripted devices mounted in a fresh temporary directory: what a test of
+/// a device client starts from. `None` where FUSE cannot be used here, after
+/// printing `SKIP <test>: <reason>` (a failure when `HV_VSS_E2E_REQUIRED=1`).
+/// Keep the directory and the mount alive for the test's duration.
+#[must_use]
+pub fn mount_for_test(
+    test: &str,
+) -> Option<(tempfile::TempDir, Arc<ScriptedDevices>, DeviceMount)> {
+    if let Err(missing) = check_fuse() {
+        report_skip(test, &missing);
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let backend = Arc::new(ScriptedDevices::default());
+    let dyn_backend: Arc<dyn DeviceBackend> = backend.clone();
+    let mount = DeviceMount::new(dir.path(), &dyn_backend).expect("mounting the scripted devices");
+    Some((dir, backend, mount))
+}
 
 #[derive(Debug, Default)]
 pub struct ScriptedDevices {

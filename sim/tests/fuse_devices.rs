@@ -5,29 +5,15 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hv_vss_proto::{DeviceMessage, DeviceOperation, DeviceStatus, ioctl};
-use hv_vss_sim::devices::{DeviceBackend, DeviceKind};
-use hv_vss_sim::fuse_devices::DeviceMount;
-use hv_vss_sim::scripted::ScriptedDevices;
+use hv_vss_sim::devices::DeviceKind;
+use hv_vss_sim::scripted::mount_for_test;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 nix::ioctl_read_bad!(device_read, ioctl::LINUX_READ, DeviceMessage);
 nix::ioctl_write_ptr_bad!(device_write, ioctl::LINUX_WRITE, DeviceMessage);
-
-fn setup(test: &str) -> Option<(tempfile::TempDir, Arc<ScriptedDevices>, DeviceMount)> {
-    if let Err(missing) = hv_vss_sim::environment::check_fuse() {
-        hv_vss_sim::environment::report_skip(test, &missing);
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(ScriptedDevices::default());
-    let dyn_backend: Arc<dyn DeviceBackend> = backend.clone();
-    let mount = DeviceMount::new(dir.path(), &dyn_backend).unwrap();
-    Some((dir, backend, mount))
-}
 
 fn open_rw(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
@@ -38,7 +24,9 @@ fn open_rw(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 
 #[test]
 fn second_open_is_busy_until_the_first_closes() {
-    let Some((_dir, _backend, mount)) = setup("second_open_is_busy_until_the_first_closes") else {
+    let Some((_dir, _backend, mount)) =
+        mount_for_test("second_open_is_busy_until_the_first_closes")
+    else {
         return;
     };
     let path = mount.path(DeviceKind::Fs);
@@ -63,7 +51,7 @@ fn second_open_is_busy_until_the_first_closes() {
 
 #[test]
 fn files_are_root_only_0640() {
-    let Some((_dir, _backend, mount)) = setup("files_are_root_only_0640") else {
+    let Some((_dir, _backend, mount)) = mount_for_test("files_are_root_only_0640") else {
         return;
     };
     for device in DeviceKind::ALL {
@@ -75,7 +63,7 @@ fn files_are_root_only_0640() {
 
 #[test]
 fn ioctls_carry_messages_both_ways() {
-    let Some((_dir, backend, mount)) = setup("ioctls_carry_messages_both_ways") else {
+    let Some((_dir, backend, mount)) = mount_for_test("ioctls_carry_messages_both_ways") else {
         return;
     };
     let file = open_rw(&mount.path(DeviceKind::Fs)).unwrap();
@@ -105,7 +93,7 @@ fn ioctls_carry_messages_both_ways() {
 
 #[test]
 fn poll_wakes_when_a_request_is_queued() {
-    let Some((_dir, backend, mount)) = setup("poll_wakes_when_a_request_is_queued") else {
+    let Some((_dir, backend, mount)) = mount_for_test("poll_wakes_when_a_request_is_queued") else {
         return;
     };
     let file = open_rw(&mount.path(DeviceKind::App)).unwrap();
@@ -138,7 +126,8 @@ fn poll_wakes_when_a_request_is_queued() {
 
 #[test]
 fn other_users_cannot_open_the_devices() {
-    let Some((_dir, _backend, mount)) = setup("other_users_cannot_open_the_devices") else {
+    let Some((_dir, _backend, mount)) = mount_for_test("other_users_cannot_open_the_devices")
+    else {
         return;
     };
     for device in DeviceKind::ALL {

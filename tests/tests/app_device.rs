@@ -4,30 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hv_vss_app::{AppDevice, AppError, Outcome};
 use hv_vss_proto::{DeviceMessage, DeviceOperation, DeviceStatus};
-use hv_vss_sim::devices::{DeviceBackend, DeviceKind};
-use hv_vss_sim::fuse_devices::DeviceMount;
-use hv_vss_sim::scripted::ScriptedDevices;
-
-fn devices(test: &str) -> Option<(tempfile::TempDir, Arc<ScriptedDevices>, DeviceMount)> {
-    if let Err(missing) = hv_vss_sim::environment::check_fuse() {
-        hv_vss_sim::environment::report_skip(test, &missing);
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(ScriptedDevices::default());
-    let dyn_backend: Arc<dyn DeviceBackend> = backend.clone();
-    let mount = DeviceMount::new(dir.path(), &dyn_backend).unwrap();
-    Some((dir, backend, mount))
-}
+use hv_vss_sim::devices::DeviceKind;
+use hv_vss_sim::scripted::mount_for_test;
 
 #[test]
 fn library_waits_reads_and_answers() {
-    let Some((_dir, backend, mount)) = devices("library_waits_reads_and_answers") else {
+    let Some((_dir, backend, mount)) = mount_for_test("library_waits_reads_and_answers") else {
         return;
     };
     let device = AppDevice::open_in(mount.dir()).unwrap();
@@ -53,7 +39,8 @@ fn library_waits_reads_and_answers() {
 
 #[test]
 fn unknown_operations_are_answered_with_failure() {
-    let Some((_dir, backend, mount)) = devices("unknown_operations_are_answered_with_failure")
+    let Some((_dir, backend, mount)) =
+        mount_for_test("unknown_operations_are_answered_with_failure")
     else {
         return;
     };
@@ -71,7 +58,8 @@ fn unknown_operations_are_answered_with_failure() {
 #[test]
 fn the_command_line_tool_runs_commands_and_answers() {
     let binaries = hv_vss_e2e::built_binaries().unwrap();
-    let Some((_dir, backend, mount)) = devices("the_command_line_tool_runs_commands_and_answers")
+    let Some((_dir, backend, mount)) =
+        mount_for_test("the_command_line_tool_runs_commands_and_answers")
     else {
         return;
     };
