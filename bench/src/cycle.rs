@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use crate::clock::between;
+use crate::probe::FreezeSpan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cycle {
@@ -34,6 +35,19 @@ pub(crate) struct Cycle {
 }
 
 impl Cycle {
+    /// A cycle of a probed process (qemu-ga, the daemon): the host's four
+    /// timestamps `[t0, t1, t2, t3]` and when the process froze and thawed.
+    pub(crate) fn probed([t0, t1, t2, t3]: [u64; 4], span: &FreezeSpan) -> Self {
+        Self {
+            t0,
+            t1,
+            t2,
+            t3,
+            first_freeze_start: span.first_freeze_start,
+            last_thaw_end: span.last_thaw_end,
+        }
+    }
+
     /// FREEZE request to THAW reply, as the host sees it.
     pub(crate) fn round_trip(&self) -> Duration {
         between(self.t0, self.t1) + between(self.t2, self.t3)

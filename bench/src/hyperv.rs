@@ -231,18 +231,7 @@ impl Hyperv {
         let profile = PhaseProfile::of(&records, Call::Freeze, t0, t1)
             .zip(PhaseProfile::of(&records, Call::Thaw, t2, t3))
             .map(|(freeze, thaw)| [freeze, thaw]);
-        Ok((
-            Cycle {
-                t0,
-                t1,
-                t2,
-                t3,
-                first_freeze_start: span.first_freeze_start,
-                last_thaw_end: span.last_thaw_end,
-            },
-            span,
-            profile,
-        ))
+        Ok((Cycle::probed([t0, t1, t2, t3], &span), span, profile))
     }
 
     /// Freezes, runs `during` while frozen, thaws.

@@ -243,17 +243,7 @@ impl QemuGa {
                 .take_new()
                 .map_err(io_error("reading the probe log"))?,
         );
-        Ok((
-            Cycle {
-                t0,
-                t1,
-                t2,
-                t3,
-                first_freeze_start: span.first_freeze_start,
-                last_thaw_end: span.last_thaw_end,
-            },
-            span,
-        ))
+        Ok((Cycle::probed([t0, t1, t2, t3], &span), span))
     }
 
     /// Freezes, runs `during` while frozen, thaws.
