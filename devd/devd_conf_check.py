@@ -148,15 +148,15 @@ notify 11 {
 	match "subsystem"	"CDEV";
 	match "type"		"DESTROY";
 	match "cdev"		"hv_fsvss_dev";
-	action "pkill -x hv_vss_daemon";
+	action "pkill -x hv_vssd";
 };
 """
 
 
 def check_ours(statements, name):
     both = statements + parse(BASE_RULES, "base hyperv.conf")
-    expect = {"CREATE": "/usr/local/etc/rc.d/hv_vss_daemon onestart",
-              "DESTROY": "/usr/local/etc/rc.d/hv_vss_daemon onestop"}
+    expect = {"CREATE": "/usr/local/etc/rc.d/hv_vssd onestart",
+              "DESTROY": "/usr/local/etc/rc.d/hv_vssd onestop"}
     for event_type, action in expect.items():
         event = {"system": "DEVFS", "subsystem": "CDEV", "type": event_type, "cdev": "hv_fsvss_dev"}
         winner = dispatch(both, event)

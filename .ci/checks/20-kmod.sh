@@ -7,7 +7,7 @@
 # does, and check the result is loadable by FreeBSD's amd64 kernel linker
 # as far as that can be told without FreeBSD: relocatable ELF64 x86-64,
 # only relocation types the kernel linker handles, no SSE/x87, undefined
-# symbols only from an allowlist. Also lints hv_vss.4. Every check fails
+# symbols only from an allowlist. Also lints hv_vss_rs.4. Every check fails
 # the script for real.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -238,5 +238,5 @@ link_module "$lib_stable" "$out/stable"
 check_module "$out/stable"
 
 
-banner "kmod: mandoc -Tlint man4/hv_vss.4"
-mandoc -Tlint -W warning man4/hv_vss.4
+banner "kmod: mandoc -Tlint man4/hv_vss_rs.4"
+mandoc -Tlint -W warning man4/hv_vss_rs.4

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hv_vss_daemon: man page lint, and a real cross-link of the FreeBSD binary
+# hv_vssd: man page lint, and a real cross-link of the FreeBSD binary
 # with zig (the only linker for FreeBSD here, see shared/research/toolchain.md).
 # Unit tests and the root-only loop-device freeze tests run in `cargo test`.
 set -euo pipefail
@@ -7,15 +7,15 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=.ci/lib.sh
 . .ci/lib.sh
 
-banner "daemon: mandoc lint of hv_vss_daemon(8)"
+banner "daemon: mandoc lint of hv_vssd(8)"
 ensure_apt mandoc file binutils
-mandoc -Tlint -W warning man8/hv_vss_daemon.8
+mandoc -Tlint -W warning man8/hv_vssd.8
 
 banner "daemon: cross-link for x86_64-unknown-freebsd (cargo zigbuild)"
 ensure_freebsd_target
 ensure_zig
-cargo zigbuild --locked --target x86_64-unknown-freebsd --release -p hv-vss-daemon
-bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-freebsd/release/hv_vss_daemon"
+cargo zigbuild --locked --target x86_64-unknown-freebsd --release -p hv-vssd
+bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-freebsd/release/hv_vssd"
 description=$(file -b "$bin")
 echo "$description"
 case "$description" in
@@ -44,4 +44,4 @@ for lib in $needed; do
 		;;
 	esac
 done
-echo "hv_vss_daemon for FreeBSD, stripped: $(stat -c %s "$bin") bytes"
+echo "hv_vssd for FreeBSD, stripped: $(stat -c %s "$bin") bytes"

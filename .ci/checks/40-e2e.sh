@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end tests (issue 6): the real hv_vss_daemon and hv_vss_app against
+# End-to-end tests (issue 6): the real hv_vssd and hv_vss_app against
 # the real kernel engine behind FUSE devices, on loop-mounted ext4/xfs that
 # really freeze. They are #[ignore]d in the plain `cargo test --workspace`
 # run (they need root, /dev/fuse and loop devices, and must not run in
@@ -29,7 +29,7 @@ cat "$faults_summary"
 rm -f "$faults_summary"
 
 banner "end-to-end: hv-vss-sim backup (the README's first command)"
-cargo build --locked -p hv-vss-daemon -p hv-vss-sim
+cargo build --locked -p hv-vssd -p hv-vss-sim
 # Its own last step checks that its mounts, loop devices and scratch
 # directories are gone (a machine-wide check would race with other runs).
 cargo run --locked -q -p hv-vss-sim -- backup

@@ -18,7 +18,7 @@ for hook in files/examples/hooks.d/*; do
 done
 shellcheck -s sh "${hooks[@]}"
 # rc.subr is sourced at run time (SC1091) and sets variables rc.subr reads (SC2034).
-shellcheck -s sh -e SC1091,SC2034 files/hv_vss_daemon.in
+shellcheck -s sh -e SC1091,SC2034 files/hv_vssd.in
 shellcheck -x scripts/build-pkg scripts/port .ci/checks/50-packaging.sh
 echo "shellcheck: ${#hooks[@]} hooks, the rc.d script and the packaging scripts are clean"
 
@@ -55,7 +55,7 @@ for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-mess
 	test -s "$work/ports/sysutils/hyperv-vss/$file"
 	test -s "$work/ports/sysutils/hyperv-vss-kmod/$file"
 done
-test -s "$work/ports/sysutils/hyperv-vss/files/hv_vss_daemon.in"
+test -s "$work/ports/sysutils/hyperv-vss/files/hv_vssd.in"
 echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely"
 
 banner "packaging: pkg-rs tests with every reader"
@@ -88,7 +88,7 @@ for file in files/examples/hooks.d/* man4/*.4 man7/*.7 man8/*.8; do
 		left_out=1
 	fi
 done
-for bin in hv_vss_daemon hv_vss_app; do
+for bin in hv_vssd hv_vss_app; do
 	grep -qxF "/usr/local/sbin/$bin" <<<"$listing" || { echo "packaging: $bin missing" >&2; left_out=1; }
 done
 [ "$left_out" = 0 ]

@@ -14,5 +14,5 @@ ensure_apt qemu-guest-agent e2fsprogs util-linux mount
 require_root_fuse_loop 80-bench-smoke
 
 banner "bench smoke: hv-vss-bench --smoke (debug build, timings meaningless)"
-cargo build --locked -p hv-vss-daemon -p hv-vss-bench -p hv-vss-bench-probe
+cargo build --locked -p hv-vssd -p hv-vss-bench -p hv-vss-bench-probe
 timeout 300 "${CARGO_TARGET_DIR:-target}/debug/hv-vss-bench" --smoke

@@ -10,7 +10,7 @@ pub(crate) const TARGET: &str = "x86_64-unknown-freebsd";
 
 /// Binaries of the package: (cargo package, file).
 pub(crate) const BINARIES: [(&str, &str); 2] = [
-    ("hv-vss-daemon", "hv_vss_daemon"),
+    ("hv-vssd", "hv_vssd"),
     ("hv-vss-app", "hv_vss_app"),
 ];
 

@@ -1,7 +1,7 @@
 //! hyperv-vss, the whole path: the simulated Hyper-V host sends FREEZE on
 //! the VSS channel → the real kernel engine from `kmod/` (in `hv-vss-sim`)
 //! queues it → the FUSE device `hv_fsvss_dev` wakes the real
-//! `hv_vss_daemon` from poll(2) → READ ioctl → FIFREEZE on every mount →
+//! `hv_vssd` from poll(2) → READ ioctl → FIFREEZE on every mount →
 //! WRITE ioctl → the engine replies to the host; then the same for THAW.
 //!
 //! The daemon runs as in production except for what a test needs: `-n`
@@ -41,7 +41,7 @@ pub(crate) enum HypervError {
         #[source]
         source: std::io::Error,
     },
-    #[error("hv_vss_daemon did not open its device within 10 s; its log:\n{0}")]
+    #[error("hv_vssd did not open its device within 10 s; its log:\n{0}")]
     NotReady(String),
     #[error("{operation} was answered {status}; daemon log:\n{log}")]
     Failed {

@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hv_vss_daemon::mounts::{Mount, discover};
+use hv_vssd::mounts::{Mount, discover};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 
@@ -80,7 +80,7 @@ pub(crate) fn run(args: &[OsString]) -> Result<std::convert::Infallible, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hv_vss_daemon::mounts::parse_mountinfo;
+    use hv_vssd::mounts::parse_mountinfo;
 
     const MOUNTINFO: &str = "\
 22 1 253:0 / / rw,relatime - ext4 /dev/vda rw

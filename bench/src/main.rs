@@ -86,11 +86,11 @@ Usage: hv-vss-bench [options]        (as root: loop devices, FUSE, FIFREEZE)
                      ext4 N=1, no xfs, 1 repetition, 2 cycles, 1 s idle,
                      10000 engine transactions
   --qemu-ga PATH     qemu-ga binary (default /usr/sbin/qemu-ga)
-  --daemon PATH      hv_vss_daemon binary (default: next to this program)
+  --daemon PATH      hv_vssd binary (default: next to this program)
   --probe PATH       libhv_vss_bench_probe.so (default: next to this program)
   -h, --help         this text
 
-Build first (same profile): cargo build --release -p hv-vss-daemon -p hv-vss-bench-probe
+Build first (same profile): cargo build --release -p hv-vssd -p hv-vss-bench-probe
 ";
 
 fn parse_list(text: &str) -> Result<Vec<usize>, String> {
@@ -222,7 +222,7 @@ fn measure_config(
     fs_type: FsType,
     count: usize,
 ) -> Result<ConfigResult, BenchError> {
-    eprintln!("== {fs_type} × {count}: creating filesystems, starting hv_vss_daemon and qemu-ga");
+    eprintln!("== {fs_type} × {count}: creating filesystems, starting hv_vssd and qemu-ga");
     let mut hyperv =
         hyperv::Hyperv::start(fs_type, count, options.daemon.as_deref(), probe_library)?;
     guard::check()?;
@@ -345,7 +345,7 @@ struct IdleResult {
 
 fn measure_idle(options: &Options, probe_library: &Path) -> Result<IdleResult, BenchError> {
     eprintln!(
-        "== idle: hv_vss_daemon and qemu-ga with no requests for {:?}",
+        "== idle: hv_vssd and qemu-ga with no requests for {:?}",
         options.idle
     );
     let mut hyperv =
@@ -473,7 +473,7 @@ fn report(
         out,
         "Daemon: {}",
         options.daemon.as_deref().map_or_else(
-            || "hv_vss_daemon next to hv-vss-bench".to_owned(),
+            || "hv_vssd next to hv-vss-bench".to_owned(),
             |p| p.display().to_string()
         )
     );
@@ -658,7 +658,7 @@ fn report(
         "\nResident memory: VmRSS idle → VmRSS while N filesystems are frozen (VmHWM, the \
          peak over the whole run):\n"
     );
-    let _ = writeln!(out, "| fs | N | hv_vss_daemon | qemu-ga |");
+    let _ = writeln!(out, "| fs | N | hv_vssd | qemu-ga |");
     let _ = writeln!(out, "|---|---:|---|---|");
     for r in results {
         let qga = r.qga_rss.map_or_else(
@@ -687,7 +687,7 @@ fn report(
         );
         let _ = writeln!(out, "| process | wakeups | CPU |");
         let _ = writeln!(out, "|---|---:|---:|");
-        for (name, (vol, invol, cpu)) in [("hv_vss_daemon", idle.daemon), ("qemu-ga", idle.qga)] {
+        for (name, (vol, invol, cpu)) in [("hv_vssd", idle.daemon), ("qemu-ga", idle.qga)] {
             let _ = writeln!(
                 out,
                 "| {name} | {} ({vol} + {invol}) | {} ms |",

@@ -1,5 +1,5 @@
 //! Reading the records of the `LD_PRELOAD` shim (`bench/probe`), which
-//! stamps every FIFREEZE/FITHAW made inside `hv_vss_daemon` and `qemu-ga`.
+//! stamps every FIFREEZE/FITHAW made inside `hv_vssd` and `qemu-ga`.
 //! The 32-byte little-endian layout is documented in `bench/probe/src/lib.rs`.
 
 use std::fs::File;

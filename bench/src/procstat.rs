@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn parses_status_and_stat() {
-        let status = "Name:\thv_vss_daemon\nVmHWM:\t    2048 kB\nVmRSS:\t    1536 kB\n\
+        let status = "Name:\thv_vssd\nVmHWM:\t    2048 kB\nVmRSS:\t    1536 kB\n\
                       voluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t2\n";
         assert_eq!(status_field(status, "VmRSS:"), Some(1536));
         assert_eq!(status_field(status, "VmHWM:"), Some(2048));

@@ -1,5 +1,5 @@
 //! Command-line flags, BSD style (getopts), compatible with the base
-//! system's `hv_vss_daemon [-dnh]`.
+//! system's `hv_vssd [-dnh]`.
 
 use getopts::Options;
 
@@ -18,7 +18,7 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-pub const USAGE: &str = "usage: hv_vss_daemon [-dn] [-c config] [-D devdir]\n       hv_vss_daemon -t [-c config]\n       hv_vss_daemon -s [-j] [-c config]\n       hv_vss_daemon -h\n";
+pub const USAGE: &str = "usage: hv_vssd [-dn] [-c config] [-D devdir]\n       hv_vssd -t [-c config]\n       hv_vssd -s [-j] [-c config]\n       hv_vssd -h\n";
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use glob::Pattern;
 
 /// Where the configuration lives unless `-c` says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/hv_vss_daemon.conf";
+pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/hv_vssd.conf";
 
 /// What to do with ZFS datasets, which no tool can freeze.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +63,9 @@ impl Default for Config {
             strict: false,
             zfs: ZfsMode::Sync,
             hooks_dir: PathBuf::from("/usr/local/etc/hyperv-vss/hooks.d"),
-            pid_file: PathBuf::from("/var/run/hv_vss_daemon.pid"),
-            status_file: PathBuf::from("/var/run/hv_vss_daemon.status"),
-            state_file: PathBuf::from("/var/run/hv_vss_daemon.frozen"),
+            pid_file: PathBuf::from("/var/run/hv_vssd.pid"),
+            status_file: PathBuf::from("/var/run/hv_vssd.status"),
+            state_file: PathBuf::from("/var/run/hv_vssd.frozen"),
         }
     }
 }
@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn the_shipped_sample_parses_to_the_defaults() {
-        let sample = include_str!("../hv_vss_daemon.conf.sample");
+        let sample = include_str!("../hv_vssd.conf.sample");
         let c = Config::parse(sample).unwrap();
         let d = Config::default();
         assert_eq!(c.freeze_limit, d.freeze_limit);

@@ -36,7 +36,7 @@ pub trait Device {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(
-        "{0} is busy: another hv_vss_daemon (or the base system's) already has it open; \
+        "{0} is busy: another hv_vssd (or the base system's) already has it open; \
          stop it first (the device allows one opener)"
     )]
     Busy(PathBuf),
@@ -44,7 +44,7 @@ pub enum OpenError {
         "{0} does not exist: the Hyper-V VSS driver is not loaded or this is not a Hyper-V guest"
     )]
     Missing(PathBuf),
-    #[error("cannot open {0}: permission denied (run hv_vss_daemon as root)")]
+    #[error("cannot open {0}: permission denied (run hv_vssd as root)")]
     Permission(PathBuf),
     #[error("cannot open {path}: {source}")]
     Other {

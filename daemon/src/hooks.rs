@@ -1,7 +1,7 @@
 //! Hooks: executables in the hooks directory that let applications take
 //! part in a backup (flush a database, stop a writer).
 //!
-//! Contract (also in hv_vss_daemon(8)):
+//! Contract (also in hv_vssd(8)):
 //! - `hook freeze` runs before anything is frozen, hooks in lexical order
 //!   of their file names; a non-zero exit, a signal or a timeout vetoes the
 //!   freeze, and the hooks whose `freeze` already succeeded get `thaw`;

@@ -1,4 +1,4 @@
-//! hv_vss_daemon: freezes and thaws filesystems when the Hyper-V host takes a
+//! hv_vssd: freezes and thaws filesystems when the Hyper-V host takes a
 //! VSS backup, and never leaves one frozen.
 //!
 //! The data path, one module per step: [`device`] (requests from

@@ -1,4 +1,4 @@
-//! Logging to syslog(3) (LOG_DAEMON, ident `hv_vss_daemon`, with pid) or,
+//! Logging to syslog(3) (LOG_DAEMON, ident `hv_vssd`, with pid) or,
 //! with `-n`, to stderr.
 //!
 //! While anything is frozen the lines are held in memory and written after
@@ -68,7 +68,7 @@ fn connect_syslog() -> Option<SyslogWriter> {
     syslog::unix(Formatter3164 {
         facility: Facility::LOG_DAEMON,
         hostname: None,
-        process: "hv_vss_daemon".into(),
+        process: "hv_vssd".into(),
         pid: std::process::id(),
     })
     .ok()
@@ -154,7 +154,7 @@ impl Log {
 
     fn write(&mut self, level: Level, text: &str) {
         match &mut self.sink {
-            Sink::Stderr => eprintln!("hv_vss_daemon: {level}: {text}"),
+            Sink::Stderr => eprintln!("hv_vssd: {level}: {text}"),
             Sink::Memory(lines) => lines.borrow_mut().push(format!("{level}: {text}")),
             Sink::Syslog(writer) => {
                 if writer.is_none() {

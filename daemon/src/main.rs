@@ -1,18 +1,18 @@
-//! `hv_vss_daemon`: see hv_vss_daemon(8) and the crate documentation.
+//! `hv_vssd`: see hv_vssd(8) and the crate documentation.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use hv_vss_daemon::cli::{self, Args, Mode, exit};
-use hv_vss_daemon::config::{Config, DEFAULT_CONFIG_PATH};
-use hv_vss_daemon::device::{self, CharDevice, OpenError};
-use hv_vss_daemon::engine::Engine;
-use hv_vss_daemon::freezer::{self, PlatformFreezer};
-use hv_vss_daemon::log::Log;
-use hv_vss_daemon::pidfile::{self, Pidfile, PidfileError};
-use hv_vss_daemon::service::{self, Signals};
-use hv_vss_daemon::status::{Report, Status, unix_now};
-use hv_vss_daemon::{mounts, watchdog};
+use hv_vssd::cli::{self, Args, Mode, exit};
+use hv_vssd::config::{Config, DEFAULT_CONFIG_PATH};
+use hv_vssd::device::{self, CharDevice, OpenError};
+use hv_vssd::engine::Engine;
+use hv_vssd::freezer::{self, PlatformFreezer};
+use hv_vssd::log::Log;
+use hv_vssd::pidfile::{self, Pidfile, PidfileError};
+use hv_vssd::service::{self, Signals};
+use hv_vssd::status::{Report, Status, unix_now};
+use hv_vssd::{mounts, watchdog};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         }
         Ok(args) => run(&args),
         Err(e) => {
-            eprint!("hv_vss_daemon: {e}\n{}", cli::USAGE);
+            eprint!("hv_vssd: {e}\n{}", cli::USAGE);
             exit::USAGE
         }
     };
@@ -37,7 +37,7 @@ fn run(args: &Args) -> i32 {
     let config = match Config::load(&config_path, args.config.is_some()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("hv_vss_daemon: {e}");
+            eprintln!("hv_vssd: {e}");
             return exit::CONFIG;
         }
     };
@@ -45,13 +45,13 @@ fn run(args: &Args) -> i32 {
         return print_status(&config, json);
     }
     if let Err(e) = freezer::check_platform_config(&config) {
-        eprintln!("hv_vss_daemon: {}: {e}", config_path.display());
+        eprintln!("hv_vssd: {}: {e}", config_path.display());
         return exit::CONFIG;
     }
     if let Mode::Serve { foreground, debug } = args.mode {
         serve(args, foreground, debug, config, &config_path)
     } else {
-        println!("hv_vss_daemon: {}: configuration OK", config_path.display());
+        println!("hv_vssd: {}: configuration OK", config_path.display());
         exit::OK
     }
 }
@@ -72,7 +72,7 @@ fn print_status(config: &Config, json: bool) -> i32 {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),
             Err(e) => {
-                eprintln!("hv_vss_daemon: {e}");
+                eprintln!("hv_vssd: {e}");
                 return exit::OSERR;
             }
         }
@@ -93,7 +93,7 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
     let mut device = match CharDevice::open(&device_dir) {
         Ok(device) => device,
         Err(e) => {
-            eprintln!("hv_vss_daemon: {e}");
+            eprintln!("hv_vssd: {e}");
             return match e {
                 OpenError::Busy(_) | OpenError::Missing(_) => exit::UNAVAILABLE,
                 OpenError::Permission(_) => exit::NOPERM,
@@ -104,7 +104,7 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
     if !foreground {
         // Forks: only the child returns. Must precede syslog (pid) and the pidfile.
         if let Err(e) = nix::unistd::daemon(false, false) {
-            eprintln!("hv_vss_daemon: cannot become a daemon: {e}");
+            eprintln!("hv_vssd: cannot become a daemon: {e}");
             return exit::OSERR;
         }
     }

@@ -24,7 +24,7 @@ pub struct Pidfile {
 /// Creating the pidfile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PidfileError {
-    #[error("another hv_vss_daemon is running (pid {pid}, pidfile {path})")]
+    #[error("another hv_vssd is running (pid {pid}, pidfile {path})")]
     Running { pid: String, path: PathBuf },
     #[error("cannot write the pidfile {path}: {source}")]
     Io {

@@ -1,8 +1,8 @@
-//! What `hv_vss_daemon -s` shows: state, frozen mounts, counters, the last
+//! What `hv_vssd -s` shows: state, frozen mounts, counters, the last
 //! transactions.
 //!
 //! The running daemon publishes it as a JSON file (`status_file`, default
-//! /var/run/hv_vss_daemon.status), replaced atomically (write a temporary
+//! /var/run/hv_vssd.status), replaced atomically (write a temporary
 //! file, fsync, rename). It is written only while nothing is frozen: just
 //! before a freeze (already saying "frozen" with the mounts about to be
 //! frozen, and the watchdog deadline) and right after thaw or rollback.
@@ -160,9 +160,9 @@ impl Report {
         let mut out = String::new();
         match (self.running, self.pid) {
             (true, Some(pid)) => {
-                let _ = writeln!(out, "hv_vss_daemon is running as pid {pid}.");
+                let _ = writeln!(out, "hv_vssd is running as pid {pid}.");
             }
-            _ => out.push_str("hv_vss_daemon is not running.\n"),
+            _ => out.push_str("hv_vssd is not running.\n"),
         }
         if let Some(problem) = &self.problem {
             let _ = writeln!(out, "No status: {problem}");

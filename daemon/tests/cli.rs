@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hv_vss_daemon");
+const BIN: &str = env!("CARGO_BIN_EXE_hv_vssd");
 
 fn daemon(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("HV_VSS_DEVICE_DIR")
         .output()
-        .expect("run hv_vss_daemon")
+        .expect("run hv_vssd")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -54,7 +54,7 @@ impl Sandbox {
 fn unknown_flag_prints_usage_and_exits_64() {
     let out = daemon(&["-x"]);
     assert_eq!(out.status.code(), Some(64));
-    assert!(text(&out.stderr).contains("usage: hv_vss_daemon"));
+    assert!(text(&out.stderr).contains("usage: hv_vssd"));
     assert!(out.stdout.is_empty());
 }
 
@@ -62,7 +62,7 @@ fn unknown_flag_prints_usage_and_exits_64() {
 fn help_prints_usage_and_exits_0() {
     let out = daemon(&["-h"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("usage: hv_vss_daemon"));
+    assert!(text(&out.stdout).contains("usage: hv_vssd"));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn runs_in_the_foreground_reloads_on_sighup_and_exits_0_on_sigterm() {
     let mut running = Running(child);
     let pid = running.0.id();
     let nix_pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-    lines.wait_for("hv_vss_daemon: notice: started");
+    lines.wait_for("hv_vssd: notice: started");
     assert!(
         wait_for(&sandbox.path("status"), Duration::from_secs(10)),
         "no status file"
@@ -234,7 +234,7 @@ fn runs_in_the_foreground_reloads_on_sighup_and_exits_0_on_sigterm() {
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(69));
-    assert!(text(&second.stderr).contains("another hv_vss_daemon is running"));
+    assert!(text(&second.stderr).contains("another hv_vssd is running"));
 
     // SIGHUP with a broken file keeps the old configuration...
     let good = std::fs::read_to_string(sandbox.config()).unwrap();

@@ -12,7 +12,7 @@
  *
  * Driver "hvvss_rs", module "hv_vss_rs": distinct from the base driver
  * ("hvvss" in module "hv_vss"), which must be disabled with the loader hint
- * hint.hvvss.0.disabled="1" for this one to get the channel.  See hv_vss(4).
+ * hint.hvvss.0.disabled="1" for this one to get the channel.  See hv_vss_rs(4).
  */
 
 #include <sys/param.h>
@@ -393,7 +393,7 @@ hvvss_rs_add_sysctls(struct hvvss_rs_softc *sc)
 		    sizeof(sc->sc_counter_name[i]));
 		SYSCTL_ADD_PROC(ctx, stats, OID_AUTO, sc->sc_counter_name[i],
 		    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, sc, i,
-		    hvvss_rs_sysctl_counter, "QU", "see hv_vss(4)");
+		    hvvss_rs_sysctl_counter, "QU", "see hv_vss_rs(4)");
 	}
 }
 
@@ -471,7 +471,7 @@ hvvss_rs_attach(device_t dev)
 		error = hvvss_rs_make_dev(sc, i);
 		if (error != 0) {
 			device_printf(dev, "cannot create /dev/%s (%d); is "
-			    "the base hvvss driver attached?  See hv_vss(4)\n",
+			    "the base hvvss driver attached?  See hv_vss_rs(4)\n",
 			    hvvss_engine_device_name(i), error);
 			goto fail;
 		}

@@ -28,7 +28,7 @@ pub enum LogLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
 pub enum FailReason {
     /// `/dev/hv_fsvss_dev` is not open: no daemon runs (start
-    /// `hv_vss_daemon`, which devd normally does).
+    /// `hv_vssd`, which devd normally does).
     #[error("no daemon has {} open", Device::Fs.name())]
     DaemonAbsent,
     /// Another request is still in progress (or a rollback THAW is still

@@ -21,7 +21,7 @@
 //! | arm (or re-arm) / cancel the one deadline timer | [`Effects::arm_timer`] / [`Effects::cancel_timer`] |
 //! | something worth a log line | [`Effects::log`] |
 //!
-//! The rules (see `man4/hv_vss.4` for the user-facing description):
+//! The rules (see `man4/hv_vss_rs.4` for the user-facing description):
 //! - negotiation is always answered, whether or not anyone opened a device;
 //! - HOT_BACKUP (CHECK) and FREEZE go app (if its device is open) → daemon →
 //!   host; THAW goes daemon → app → host;

@@ -219,7 +219,7 @@ fn scenario(timeline: &mut Timeline, sim: &mut Simulation) {
         Ok(_) => format!("{} opened hv_fsvss_dev", sim.daemon_setup.binary.display()),
         Err(e) => e.to_string(),
     };
-    if !timeline.step("start hv_vss_daemon", started, daemon.is_ok(), detail) {
+    if !timeline.step("start hv_vssd", started, daemon.is_ok(), detail) {
         return;
     }
     timeline.daemon_started = true;
@@ -388,7 +388,7 @@ fn finish(timeline: &mut Timeline, sim: &mut Simulation) {
         None if timeline.daemon_started => (false, "had exited before the end".to_owned()),
         None => (true, "was never running".to_owned()),
     };
-    timeline.step("stop hv_vss_daemon", started, ok, detail);
+    timeline.step("stop hv_vssd", started, ok, detail);
 
     sim.host.drain(Duration::from_millis(200));
     let problems = sim.host.answered_exactly_once();
@@ -405,7 +405,7 @@ fn finish(timeline: &mut Timeline, sim: &mut Simulation) {
             }
         };
         timeline.diagnostics = Some(format!(
-            "kernel engine log:\n{}\nhv_vss_daemon output:\n{}\n",
+            "kernel engine log:\n{}\nhv_vssd output:\n{}\n",
             indent(sim.kernel().log()),
             indent(sim.daemon_log().lines().map(str::to_owned).collect())
         ));

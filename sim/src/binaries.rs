@@ -1,4 +1,4 @@
-//! Finding the real binaries the simulator drives (`hv_vss_daemon`,
+//! Finding the real binaries the simulator drives (`hv_vssd`,
 //! `hv_vss_app`): an explicit path, else an environment variable, else the
 //! cargo target directory the simulator itself was built into.
 
@@ -14,7 +14,7 @@ pub enum Program {
 impl Program {
     pub fn file_name(self) -> &'static str {
         match self {
-            Program::Daemon => "hv_vss_daemon",
+            Program::Daemon => "hv_vssd",
             Program::App => "hv_vss_app",
         }
     }
@@ -22,14 +22,14 @@ impl Program {
     /// Environment variable that overrides where the binary is.
     pub fn env_var(self) -> &'static str {
         match self {
-            Program::Daemon => "HV_VSS_DAEMON_BIN",
+            Program::Daemon => "HV_VSSD_BIN",
             Program::App => "HV_VSS_APP_BIN",
         }
     }
 
     pub fn package(self) -> &'static str {
         match self {
-            Program::Daemon => "hv-vss-daemon",
+            Program::Daemon => "hv-vssd",
             Program::App => "hv-vss-app",
         }
     }

@@ -1,4 +1,4 @@
-//! The real `hv_vss_daemon` as a child process, pointed at the simulated
+//! The real `hv_vssd` as a child process, pointed at the simulated
 //! devices and confined to a scratch directory: its configuration, pid,
 //! status and state files and its hooks all live there, and its `include`
 //! patterns name only the simulator's loop filesystems, so it can never
@@ -40,7 +40,7 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("hv_vss_daemon exited or did not open {device} within {waited:?}; its output: {log:?}")]
+    #[error("hv_vssd exited or did not open {device} within {waited:?}; its output: {log:?}")]
     NotReady {
         device: PathBuf,
         waited: Duration,
@@ -55,7 +55,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonErr
 
 impl DaemonSetup {
     pub fn config_path(&self) -> PathBuf {
-        self.work_dir.join("hv_vss_daemon.conf")
+        self.work_dir.join("hv_vssd.conf")
     }
 
     pub fn hooks_dir(&self) -> PathBuf {
@@ -63,19 +63,19 @@ impl DaemonSetup {
     }
 
     pub fn state_file(&self) -> PathBuf {
-        self.work_dir.join("hv_vss_daemon.frozen")
+        self.work_dir.join("hv_vssd.frozen")
     }
 
     pub fn status_file(&self) -> PathBuf {
-        self.work_dir.join("hv_vss_daemon.status")
+        self.work_dir.join("hv_vssd.status")
     }
 
     pub fn pid_file(&self) -> PathBuf {
-        self.work_dir.join("hv_vss_daemon.pid")
+        self.work_dir.join("hv_vssd.pid")
     }
 
     pub fn log_file(&self) -> PathBuf {
-        self.work_dir.join("hv_vss_daemon.log")
+        self.work_dir.join("hv_vssd.log")
     }
 
     /// Writes the configuration file and creates the hooks directory.

@@ -14,7 +14,7 @@ use hv_vss_proto::{APP_DEVICE_NAME, FS_DEVICE_NAME};
 /// Which of the two character devices a call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
-    /// `hv_fsvss_dev`, opened by `hv_vss_daemon(8)`.
+    /// `hv_fsvss_dev`, opened by `hv_vssd(8)`.
     Fs,
     /// `hv_appvss_dev`, opened by applications (`hv_vss_app`).
     App,

@@ -10,7 +10,7 @@
 //! - [`host`] and [`script`]: the Hyper-V host's side of the VSS channel;
 //! - [`loopfs`]: sparse loop-mounted ext4/xfs filesystems for real freezes,
 //!   cleaned up in every path;
-//! - [`daemon`] and [`binaries`]: the real `hv_vss_daemon` as a child
+//! - [`daemon`] and [`binaries`]: the real `hv_vssd` as a child
 //!   process confined to a scratch directory;
 //! - [`simulation`] and [`backup`]: all of the above together, and the
 //!   `hv-vss-sim backup` demo.

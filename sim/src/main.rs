@@ -28,10 +28,10 @@ usage: hv-vss-sim backup [--fs ext4,xfs,...] [--daemon path] [--freeze-limit sec
        hv-vss-sim help
 
 backup  run one Hyper-V backup (negotiate, HOT_BACKUP, FREEZE, THAW) against
-        loop-mounted filesystems and the real hv_vss_daemon; needs root.
+        loop-mounted filesystems and the real hv_vssd; needs root.
 host    mount the simulated hv_fsvss_dev and hv_appvss_dev on --dir (default: a
         temporary directory, printed), wait for a daemon to open hv_fsvss_dev
-        (start one with `hv_vss_daemon -n -D dir`), then send the steps.";
+        (start one with `hv_vssd -n -D dir`), then send the steps.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,7 +68,7 @@ fn seconds(matches: &getopts::Matches, name: &str) -> Result<Option<Duration>, S
 fn backup_command(args: &[String]) -> ExitCode {
     let mut opts = getopts::Options::new();
     opts.optopt("", "fs", "filesystems to create", "LIST");
-    opts.optopt("", "daemon", "hv_vss_daemon binary", "PATH");
+    opts.optopt("", "daemon", "hv_vssd binary", "PATH");
     opts.optopt("", "freeze-limit", "daemon watchdog", "SECONDS");
     let matches = match opts.parse(args) {
         Ok(m) if m.free.is_empty() => m,
@@ -90,7 +90,7 @@ fn backup_command(args: &[String]) -> ExitCode {
     }
     let names: Vec<&str> = options.filesystems.iter().map(|f| f.name()).collect();
     println!(
-        "hv-vss-sim backup: {} filesystem(s) ({}), real hv_vss_daemon, simulated Hyper-V host\n",
+        "hv-vss-sim backup: {} filesystem(s) ({}), real hv_vssd, simulated Hyper-V host\n",
         names.len(),
         names.join(", ")
     );
@@ -107,7 +107,7 @@ fn backup_command(args: &[String]) -> ExitCode {
             eprintln!(
                 "hv-vss-sim backup: cannot run here: {missing}\n\
                  It creates sparse loop-mounted ext4/xfs images in a temporary directory, mounts \
-                 the simulated devices with FUSE and lets hv_vss_daemon freeze those filesystems \
+                 the simulated devices with FUSE and lets hv_vssd freeze those filesystems \
                  (FIFREEZE): all of that needs root, /dev/fuse, /dev/loop-control, mkfs.ext4 and \
                  mkfs.xfs. Nothing else on the machine is touched."
             );

@@ -25,7 +25,7 @@ const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct SimulationOptions {
     pub filesystems: Vec<FsType>,
-    /// `hv_vss_daemon` to run; found next to the simulator when `None`.
+    /// `hv_vssd` to run; found next to the simulator when `None`.
     pub daemon_binary: Option<PathBuf>,
     /// The daemon's `freeze_limit` (watchdog).
     pub freeze_limit: Option<Duration>,

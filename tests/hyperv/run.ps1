@@ -150,16 +150,16 @@ function Wait-Guest([string] $Machine) {
     }
 }
 
-# The daemon's own report (`hv_vss_daemon -s -j`), parsed.
+# The daemon's own report (`hv_vssd -s -j`), parsed.
 function Get-DaemonReport([string] $Machine) {
     $r = Invoke-Guest -Machine $Machine -Command 'status' -AllowFailure
     # ssh may add lines of its own ("Connection to ... closed."): keep the object.
     $start = $r.Output.IndexOf('{')
     $end = $r.Output.LastIndexOf('}')
-    if ($start -lt 0 -or $end -lt $start) { throw "hv_vss_daemon -s -j printed no JSON: $($r.Output)" }
+    if ($start -lt 0 -or $end -lt $start) { throw "hv_vssd -s -j printed no JSON: $($r.Output)" }
     $report = $r.Output.Substring($start, $end - $start + 1) | ConvertFrom-Json
     if (-not $report.running -or $null -eq $report.status) {
-        throw "hv_vss_daemon is not running: $($r.Output)"
+        throw "hv_vssd is not running: $($r.Output)"
     }
     $report
 }

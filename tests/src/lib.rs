@@ -1,5 +1,5 @@
 //! Support for the end-to-end tests in `tests/tests/`: the real
-//! `hv_vss_daemon` and `hv_vss_app` binaries, the simulated host and kernel
+//! `hv_vssd` and `hv_vss_app` binaries, the simulated host and kernel
 //! from `hv-vss-sim`, and real loop-mounted filesystems.
 //!
 //! Every test runs through [`e2e`], which
@@ -135,9 +135,9 @@ pub struct Binaries {
     pub app: PathBuf,
 }
 
-/// Builds (once per test process) and returns `hv_vss_daemon` and
+/// Builds (once per test process) and returns `hv_vssd` and
 /// `hv_vss_app`, from the same target directory and profile as the test,
-/// unless `HV_VSS_DAEMON_BIN` / `HV_VSS_APP_BIN` name them.
+/// unless `HV_VSSD_BIN` / `HV_VSS_APP_BIN` name them.
 ///
 /// Cargo's `CARGO_BIN_EXE_*` only covers binaries of the test's own
 /// package, so the test runs `cargo build` itself; cargo does not hold the
@@ -165,7 +165,7 @@ fn build() -> Result<Binaries, String> {
             "build",
             "--quiet",
             "-p",
-            "hv-vss-daemon",
+            "hv-vssd",
             "-p",
             "hv-vss-app",
         ])
@@ -179,7 +179,7 @@ fn build() -> Result<Binaries, String> {
         .map_err(|e| format!("running cargo build: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "cargo build -p hv-vss-daemon -p hv-vss-app failed:\n{}",
+            "cargo build -p hv-vssd -p hv-vss-app failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }

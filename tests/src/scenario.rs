@@ -25,7 +25,7 @@ use crate::built_binaries;
 /// The host's patience for one reply: above every deadline under test.
 pub const REPLY: Duration = Duration::from_secs(30);
 
-/// Simulation options for `filesystems`, running the real `hv_vss_daemon`
+/// Simulation options for `filesystems`, running the real `hv_vssd`
 /// built for this test run (see [`built_binaries`]).
 pub fn options(filesystems: &[FsType]) -> SimulationOptions {
     SimulationOptions {
@@ -76,7 +76,7 @@ pub fn mount_points(sim: &Simulation) -> Vec<PathBuf> {
 /// Whether something is mounted exactly at `path` right now (the daemon's
 /// own mount-table reader, so escaped names match too).
 pub fn is_mount_point(path: &Path) -> bool {
-    hv_vss_daemon::mounts::discover()
+    hv_vssd::mounts::discover()
         .unwrap()
         .iter()
         .any(|mount| mount.path == path)

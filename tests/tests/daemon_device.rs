@@ -1,5 +1,5 @@
 //! The real daemon against the FUSE device with a scripted backend (no
-//! engine): the device ABI between `hv_vss_daemon` and the kernel, checked
+//! engine): the device ABI between `hv_vssd` and the kernel, checked
 //! on real loop-mounted filesystems.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! The nine end-to-end scenarios of issue 6: the real `hv_vss_daemon` and
+//! The nine end-to-end scenarios of issue 6: the real `hv_vssd` and
 //! `hv_vss_app` binaries, the real kernel engine behind FUSE devices, a
 //! simulated Hyper-V host, and real frozen ext4/xfs filesystems.
 //!

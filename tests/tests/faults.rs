@@ -1,4 +1,4 @@
-//! The fault suite of issue 9: the real `hv_vss_daemon`, the real kernel
+//! The fault suite of issue 9: the real `hv_vssd`, the real kernel
 //! engine behind FUSE devices and real loop-mounted filesystems, with one
 //! fault injected per scenario — a hook that leaves a child behind, a mount
 //! that disappears, a filesystem that refuses to freeze, the device going
@@ -29,7 +29,7 @@ use hv_vss_sim::loopfs::FsType;
 use hv_vss_sim::simulation::Simulation;
 use nix::sys::signal::Signal;
 
-/// The daemon's exit status when its device goes away (hv_vss_daemon(8)).
+/// The daemon's exit status when its device goes away (hv_vssd(8)).
 const EXIT_DEVICE_GONE: i32 = 71;
 
 /// Short engine deadlines, so the scenarios that wait for them stay quick.
@@ -482,7 +482,7 @@ impl Drop for FuseControl {
 
 // 4. The device closes under the daemon (the driver unloaded: the FUSE
 // connection aborted), idle and while frozen with a request pending. The
-// daemon thaws everything and exits 71 (hv_vss_daemon(8)); the engine never
+// daemon thaws everything and exits 71 (hv_vssd(8)); the engine never
 // hears from it again, so the host's pending request is answered by the
 // engine at its deadline, with failure, exactly once.
 #[test]

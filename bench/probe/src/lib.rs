@@ -1,6 +1,6 @@
 //! `LD_PRELOAD` shim for `hv-vss-bench`: records when a process freezes and
 //! thaws filesystems, so the benchmark can measure how long filesystems stay
-//! frozen inside programs it cannot instrument (`hv_vss_daemon`, `qemu-ga`).
+//! frozen inside programs it cannot instrument (`hv_vssd`, `qemu-ga`).
 //!
 //! It interposes glibc's `ioctl`. Calls other than FIFREEZE/FITHAW and the
 //! VSS device's READ/WRITE (Linux encoding, as the simulator's devices use)

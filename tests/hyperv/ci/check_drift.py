@@ -14,7 +14,7 @@ check fails CI unless that list is exactly what the packaging produces:
 
 It also checks that the daemon port and pkg-rs agree on the rc.d scripts
 and on leaving the bundled module out, and what run.ps1 and the guest
-scripts read from the daemon: the JSON fields of `hv_vss_daemon -s -j`
+scripts read from the daemon: the JSON fields of `hv_vssd -s -j`
 (daemon/src/status.rs), the format of its per-request syslog line, and the
 pidfile of the rc.d script.
 
@@ -168,7 +168,7 @@ def check(root: Path, expected_file: Path) -> list:
     return errors
 
 
-# What run.ps1 reads from `hv_vss_daemon -s -j`: struct -> fields.
+# What run.ps1 reads from `hv_vssd -s -j`: struct -> fields.
 STATUS_FIELDS = {
     "Report": ["running", "status"],
     "Status": ["state", "frozen", "counters", "recent"],
@@ -177,7 +177,7 @@ STATUS_FIELDS = {
 }
 # run.ps1 matches 'FREEZE msgid \d+: success in (\d+) ms' in syslog.
 SUMMARY_FORMAT = '"{} msgid {}: {} in {} ms'
-PIDFILE = "/var/run/hv_vss_daemon.pid"
+PIDFILE = "/var/run/hv_vssd.pid"
 
 
 def check_daemon_contract(root: Path) -> list:
@@ -199,7 +199,7 @@ def check_daemon_contract(root: Path) -> list:
     if SUMMARY_FORMAT not in source or '"success"' not in source:
         errors.append(f"{status_rs}: the summary line is no longer 'OP msgid N: success in N ms', "
                       "which run.ps1 (Assert-FreezeThawLog) matches in syslog")
-    rc = root / "files/hv_vss_daemon.in"
+    rc = root / "files/hv_vssd.in"
     if rc.exists() and f'pidfile="{PIDFILE}"' not in rc.read_text():
         errors.append(f"{rc}: pidfile is not {PIDFILE}, which guest/verify-boot.sh reads")
     return errors

@@ -4,15 +4,15 @@
 # Vagrantfile as /usr/local/libexec/hvvss-test/hvvss-test.sh.
 #
 #   begin TAG                   mark the start of a step in syslog
-#   log-since TAG               hv_vss_daemon/hv_vss_app syslog lines since `begin TAG`
-#   status                      hv_vss_daemon -s -j (exit 1 when not running)
+#   log-since TAG               hv_vssd/hv_vss_app syslog lines since `begin TAG`
+#   status                      hv_vssd -s -j (exit 1 when not running)
 #   marker-write TAG DIR...     write DIR/.hvvss-marker-TAG (no sync), print the token
 #   marker-check TAG TOKEN DIR...  every marker exists and holds TOKEN
 #   marker-absent TAG DIR...    no marker TAG in any DIR
 #   writable DIR...             create and remove a file in each DIR
 #   fs-health                   after a restore: ZFS pools healthy, UFS mounts read-write
 #   disk2-setup MOUNTPOINT      partition, newfs and mount the hot-added empty disk
-#   daemon-stop | daemon-start  stop or start hv_vss_daemon through its rc.d script
+#   daemon-stop | daemon-start  stop or start hv_vssd through its rc.d script
 #   app-start ok|veto           register hv_vss_app in the background: "ok" journals
 #                               freeze and thaw, "veto" fails every freeze
 #   app-stop                    stop it
@@ -47,11 +47,11 @@ log-since)
 	# holds its lines while frozen and writes them after the thaw.
 	awk -v begin="hvvss-test: BEGIN $1" '
 		index($0, begin) > 0 && substr($0, length($0) - length(begin) + 1) == begin { on = 1; next }
-		on && /(hv_vss_daemon|hv_vss_app)(\[[0-9]+\])?:/ { print }
+		on && /(hv_vssd|hv_vss_app)(\[[0-9]+\])?:/ { print }
 	' /var/log/messages
 	;;
 status)
-	exec /usr/local/sbin/hv_vss_daemon -s -j
+	exec /usr/local/sbin/hv_vssd -s -j
 	;;
 marker-write)
 	tag=$1
@@ -129,16 +129,16 @@ disk2-setup)
 	echo "ok: /dev/$disk (gpt/hvvss-data2) mounted on $mnt"
 	;;
 daemon-stop)
-	service hv_vss_daemon onestop
-	if /usr/local/sbin/hv_vss_daemon -s >/dev/null 2>&1; then
-		die "hv_vss_daemon still running"
+	service hv_vssd onestop
+	if /usr/local/sbin/hv_vssd -s >/dev/null 2>&1; then
+		die "hv_vssd still running"
 	fi
-	echo "ok: hv_vss_daemon stopped"
+	echo "ok: hv_vssd stopped"
 	;;
 daemon-start)
-	service hv_vss_daemon onestart
-	/usr/local/sbin/hv_vss_daemon -s >/dev/null || die "hv_vss_daemon did not start"
-	echo "ok: hv_vss_daemon running"
+	service hv_vssd onestart
+	/usr/local/sbin/hv_vssd -s >/dev/null || die "hv_vssd did not start"
+	echo "ok: hv_vssd running"
 	;;
 app-start)
 	case "${1:-}" in

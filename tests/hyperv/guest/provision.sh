@@ -133,7 +133,7 @@ log "/boot/loader.conf: hint.hvvss.0.disabled=\"1\", ${module}_load=\"YES\""
 
 # --- 4. devd reads rule files only when it starts ----------------------------
 service devd restart
-hv_vss_daemon -t || die "hv_vss_daemon -t rejects the installed configuration"
+hv_vssd -t || die "hv_vssd -t rejects the installed configuration"
 
 rm -rf "$WORK" "$PKG_FILE" "$SRC_TAR"
 log "done; the next boot runs our module and daemon"

@@ -4,7 +4,7 @@
 #  - our kernel module is loaded and the base driver (hvvss) did not attach;
 #  - both VSS devices exist (our module created them);
 #  - devd started our daemon (/usr/local/sbin, not the base /usr/sbin one),
-#    and it answers `hv_vss_daemon -s`.
+#    and it answers `hv_vssd -s`.
 set -eu
 
 die() {
@@ -30,14 +30,14 @@ log "/dev/hv_fsvss_dev and /dev/hv_appvss_dev exist"
 
 # devd starts the daemon when the device appears; give it a moment.
 tries=0
-until hv_vss_daemon -s >/dev/null 2>&1; do
+until hv_vssd -s >/dev/null 2>&1; do
 	tries=$((tries + 1))
-	[ "$tries" -lt 30 ] || die "hv_vss_daemon is not running 30 s after boot"
+	[ "$tries" -lt 30 ] || die "hv_vssd is not running 30 s after boot"
 	sleep 1
 done
-pid=$(cat /var/run/hv_vss_daemon.pid)
+pid=$(cat /var/run/hv_vssd.pid)
 binary=$(procstat -b "$pid" | awk 'NR == 2 { print $NF }')
-[ "$binary" = /usr/local/sbin/hv_vss_daemon ] ||
-	die "the running daemon is $binary, not /usr/local/sbin/hv_vss_daemon (base devd rule won?)"
-log "devd started /usr/local/sbin/hv_vss_daemon (pid $pid)"
-hv_vss_daemon -s
+[ "$binary" = /usr/local/sbin/hv_vssd ] ||
+	die "the running daemon is $binary, not /usr/local/sbin/hv_vssd (base devd rule won?)"
+log "devd started /usr/local/sbin/hv_vssd (pid $pid)"
+hv_vssd -s
