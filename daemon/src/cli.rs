@@ -18,7 +18,7 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-pub const USAGE: &str = "usage: hv_vssd [-dn] [-c config] [-D devdir]\n       hv_vssd -t [-c config]\n       hv_vssd -s [-j] [-c config]\n       hv_vssd -h\n";
+pub const USAGE: &str = "usage: hv_vssd [-dn] [-c config] [-D devdir]\n       hv_vssd -t | -T [-c config]\n       hv_vssd -s [-j] [-c config]\n       hv_vssd -h\n";
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub enum Mode {
     Status { json: bool },
     /// `-t`: check the configuration and exit.
     TestConfig,
+    /// `-T`: check the configuration, print every key's effective value.
+    PrintConfig,
     /// `-h`.
     Help,
 }
@@ -60,17 +62,19 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         .optflag("s", "", "status")
         .optflag("j", "", "JSON status")
         .optflag("t", "", "test the configuration")
+        .optflag("T", "", "print the effective configuration")
         .optopt("D", "", "device directory", "DIR");
     let m = options.parse(args).map_err(|e| e.to_string())?;
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument `{extra}`"));
     }
     let (status, test, json) = (m.opt_present("s"), m.opt_present("t"), m.opt_present("j"));
+    let print = m.opt_present("T");
     if json && !status {
         return Err("-j goes with -s".to_owned());
     }
-    if status && test {
-        return Err("-s and -t exclude each other".to_owned());
+    if [status, test, print].iter().filter(|&&f| f).count() > 1 {
+        return Err("-s, -t and -T exclude each other".to_owned());
     }
     let mode = if m.opt_present("h") {
         Mode::Help
@@ -78,6 +82,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         Mode::Status { json }
     } else if test {
         Mode::TestConfig
+    } else if print {
+        Mode::PrintConfig
     } else {
         Mode::Serve {
             foreground: m.opt_present("n"),
@@ -117,6 +123,7 @@ mod tests {
         assert_eq!(a.config.as_deref(), Some("/x.conf"));
         assert_eq!(p(&["-s"]).unwrap().mode, Mode::Status { json: false });
         assert_eq!(p(&["-t", "-c/y"]).unwrap().mode, Mode::TestConfig);
+        assert_eq!(p(&["-T"]).unwrap().mode, Mode::PrintConfig);
         assert_eq!(
             p(&["-D", "/tmp/dev"]).unwrap().device_dir.as_deref(),
             Some("/tmp/dev")
@@ -129,6 +136,7 @@ mod tests {
         assert!(p(&["-c"]).is_err());
         assert!(p(&["-j"]).is_err());
         assert!(p(&["-s", "-t"]).is_err());
+        assert!(p(&["-t", "-T"]).is_err());
         assert!(p(&["extra"]).is_err());
     }
 }

@@ -161,6 +161,42 @@ impl Config {
         Ok(())
     }
 
+    /// The effective value of every key, one `key = value` line each, in
+    /// the file's own syntax (`hv_vssd -T`, like sshd -T): what a script
+    /// such as the rc.d script reads instead of repeating a default.
+    pub fn effective(&self) -> String {
+        let seconds = |d: Duration| d.as_secs().to_string();
+        let globs = |patterns: &[Pattern]| {
+            patterns
+                .iter()
+                .map(Pattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let entries = [
+            ("exclude", globs(&self.exclude)),
+            ("include", globs(&self.include)),
+            ("freeze_limit", seconds(self.freeze_limit)),
+            ("hook_timeout", seconds(self.hook_timeout)),
+            ("zfs_sync_timeout", seconds(self.zfs_sync_timeout)),
+            ("strict", yes_no(self.strict).to_owned()),
+            ("zfs", yes_no(self.zfs == ZfsMode::Sync).to_owned()),
+            ("hooks_dir", self.hooks_dir.display().to_string()),
+            ("pid_file", self.pid_file.display().to_string()),
+            ("status_file", self.status_file.display().to_string()),
+            ("state_file", self.state_file.display().to_string()),
+        ];
+        let mut text = String::new();
+        for (key, value) in entries {
+            // An empty glob list is the default; the file cannot spell it.
+            if !value.is_empty() {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text
+    }
+
     /// Whether the mount at `path` is excluded by the `include`/`exclude` globs.
     pub fn excludes(&self, path: &Path) -> Option<String> {
         let text = path.to_string_lossy();
@@ -250,6 +286,27 @@ mod tests {
         assert_eq!(c.pid_file, Path::new("/p"));
         assert_eq!(c.status_file, Path::new("/s"));
         assert_eq!(c.state_file, Path::new("/st"));
+    }
+
+    #[test]
+    fn effective_text_parses_back_to_the_same_settings() {
+        let c = Config::parse(
+            "exclude = /mnt/*, /var/tmp\nfreeze_limit = 20\nstrict = yes\nzfs = off\n\
+             pid_file = /run/x.pid\n",
+        )
+        .unwrap();
+        let text = c.effective();
+        assert!(text.contains("pid_file = /run/x.pid\n"), "{text}");
+        assert!(text.contains("exclude = /mnt/*, /var/tmp\n"), "{text}");
+        assert!(!text.contains("include"), "{text}");
+        let again = Config::parse(&text).unwrap();
+        assert_eq!(again.effective(), text);
+        let defaults = Config::default().effective();
+        assert!(
+            defaults.contains("pid_file = /var/run/hv_vssd.pid\n"),
+            "{defaults}"
+        );
+        assert_eq!(defaults.lines().count(), 9);
     }
 
     #[test]

@@ -50,6 +50,9 @@ fn run(args: &Args) -> i32 {
     }
     if let Mode::Serve { foreground, debug } = args.mode {
         serve(args, foreground, debug, config, &config_path)
+    } else if args.mode == Mode::PrintConfig {
+        print!("{}", config.effective());
+        exit::OK
     } else {
         println!("hv_vssd: {}: configuration OK", config_path.display());
         exit::OK

@@ -85,6 +85,26 @@ fn t_accepts_a_good_config_and_names_the_line_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(78));
 }
 
+#[test]
+fn print_config_gives_the_pid_file_the_rc_script_reads() {
+    let sandbox = Sandbox::new("");
+    let out = daemon(&["-T", "-c", &sandbox.config()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let pid_file = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid_file = "))
+        .unwrap_or_default();
+    assert_eq!(
+        pid_file,
+        sandbox.path("pid").display().to_string(),
+        "{stdout}"
+    );
+    let out = daemon(&["-T", "-c", "/nonexistent/hv.conf"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stdout).is_empty());
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn linux_refuses_to_run_without_include() {

@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hv_vss_proto::{DeviceOperation, DeviceStatus};
 use hv_vssd::config::Config;
 use hv_vssd::engine::Engine;
 use hv_vssd::freezer::{Freezer, PlatformFreezer};
 use hv_vssd::log::Log;
 use hv_vssd::mounts::{self, FsId, Mount};
 use hv_vssd::watchdog::SystemClock;
-use hv_vss_proto::{DeviceOperation, DeviceStatus};
 
 /// A loop-mounted filesystem image; dropping it thaws, unmounts, detaches.
 /// Its image and mount point live in a directory the test owns (declare

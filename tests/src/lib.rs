@@ -161,14 +161,7 @@ fn build() -> Result<Binaries, String> {
     let target_dir = profile_dir.parent().ok_or("no target directory")?;
     let mut cargo = std::process::Command::new(env!("CARGO"));
     cargo
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "hv-vssd",
-            "-p",
-            "hv-vss-app",
-        ])
+        .args(["build", "--quiet", "-p", "hv-vssd", "-p", "hv-vss-app"])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
