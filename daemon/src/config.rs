@@ -10,6 +10,7 @@
 //! the problem, and the daemon refuses to start with a bad file (on SIGHUP it
 //! keeps the previous configuration).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,11 +189,9 @@ impl Config {
             ("state_file", self.state_file.display().to_string()),
         ];
         let mut text = String::new();
-        for (key, value) in entries {
-            // An empty glob list is the default; the file cannot spell it.
-            if !value.is_empty() {
-                text.push_str(&format!("{key} = {value}\n"));
-            }
+        // An empty glob list is the default; the file cannot spell it.
+        for (key, value) in entries.iter().filter(|(_, value)| !value.is_empty()) {
+            let _ = writeln!(text, "{key} = {value}");
         }
         text
     }
