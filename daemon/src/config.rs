@@ -16,6 +16,10 @@ use std::time::Duration;
 
 use glob::Pattern;
 
+/// The per-request deadline of FreeBSD's VSS drivers, base and ours
+/// (hv_snapshot.c arms a 15 s callout per host request).
+pub const KERNEL_DEADLINE_SECS: u64 = 15;
+
 /// Where the configuration lives unless `-c` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/hv_vssd.conf";
 
@@ -37,8 +41,13 @@ pub struct Config {
     pub exclude: Vec<Pattern>,
     /// When not empty, only mounts matching one of these are considered.
     pub include: Vec<Pattern>,
-    /// Thaw by ourselves when THAW does not come within this time.
+    /// Thaw by ourselves when THAW does not come within this time of the
+    /// first freeze.
     pub freeze_limit: Duration,
+    /// How long one FREEZE may take from the moment it was read: hooks and
+    /// `zpool sync` share it, and no freeze starts after it (the kernel
+    /// driver answers the host with failure after 15 s).
+    pub request_budget: Duration,
     /// Per-hook time limit, then SIGKILL of the hook's process group.
     pub hook_timeout: Duration,
     /// Time limit for `zpool sync`.
@@ -59,7 +68,8 @@ impl Default for Config {
             exclude: Vec::new(),
             include: Vec::new(),
             freeze_limit: Duration::from_secs(60),
-            hook_timeout: Duration::from_secs(30),
+            request_budget: Duration::from_secs(12),
+            hook_timeout: Duration::from_secs(10),
             zfs_sync_timeout: Duration::from_secs(10),
             strict: false,
             zfs: ZfsMode::Sync,
@@ -111,7 +121,7 @@ impl Config {
     /// number and what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
         let mut config = Self::default();
-        let mut seen: Vec<&str> = Vec::new();
+        let mut seen: Vec<(&str, usize)> = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
@@ -123,14 +133,57 @@ impl Config {
             };
             let (key, value) = (key.trim(), value.trim());
             if key != "exclude" && key != "include" {
-                if seen.contains(&key) {
+                if seen.iter().any(|&(k, _)| k == key) {
                     return Err((line, format!("`{key}` is set twice")));
                 }
-                seen.push(key);
+                seen.push((key, line));
             }
             config.set(key, value).map_err(|problem| (line, problem))?;
         }
+        let line_of = |keys: &[&str]| {
+            seen.iter()
+                .filter(|(k, _)| keys.contains(k))
+                .map(|&(_, line)| line)
+                .max()
+                .unwrap_or(0)
+        };
+        config
+            .check_budget()
+            .map_err(|(keys, problem)| (line_of(keys), problem))?;
         Ok(config)
+    }
+
+    /// Hooks and `zpool sync` must each fit in `request_budget` with
+    /// FREEZE_RESERVE left for the freezes. The error names the keys.
+    fn check_budget(&self) -> Result<(), (&'static [&'static str], String)> {
+        let reserve = crate::engine::FREEZE_RESERVE;
+        let room = self.request_budget.saturating_sub(reserve);
+        for (key, value) in [
+            ("hook_timeout", self.hook_timeout),
+            ("zfs_sync_timeout", self.zfs_sync_timeout),
+        ] {
+            if value > room {
+                let keys: &'static [&'static str] = if key == "hook_timeout" {
+                    &["hook_timeout", "request_budget"]
+                } else {
+                    &["zfs_sync_timeout", "request_budget"]
+                };
+                return Err((
+                    keys,
+                    format!(
+                        "`{key} = {}` cannot fit in `request_budget = {}`: a FREEZE must \
+                         leave {} s of its budget to freeze the filesystems, so {key} can \
+                         be at most {} (lower {key} or raise request_budget, which must \
+                         stay below the kernel's {KERNEL_DEADLINE_SECS} s)",
+                        value.as_secs(),
+                        self.request_budget.as_secs(),
+                        reserve.as_secs(),
+                        room.as_secs()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -138,6 +191,14 @@ impl Config {
             "exclude" => self.exclude.extend(globs(value)?),
             "include" => self.include.extend(globs(value)?),
             "freeze_limit" => self.freeze_limit = seconds(value, 1, 3600)?,
+            "request_budget" => {
+                self.request_budget = seconds(value, 2, KERNEL_DEADLINE_SECS - 1).map_err(|e| {
+                    format!(
+                        "{e}: the kernel driver fails a request after {KERNEL_DEADLINE_SECS} s, \
+                         so the budget must end before that"
+                    )
+                })?;
+            }
             "hook_timeout" => self.hook_timeout = seconds(value, 1, 600)?,
             "zfs_sync_timeout" => self.zfs_sync_timeout = seconds(value, 1, 600)?,
             "strict" => self.strict = boolean(value)?,
@@ -154,8 +215,9 @@ impl Config {
             "state_file" => self.state_file = absolute_path(value)?,
             _ => {
                 return Err(format!(
-                    "unknown key `{key}` (known: exclude, include, freeze_limit, hook_timeout, \
-                     zfs_sync_timeout, strict, zfs, hooks_dir, pid_file, status_file, state_file)"
+                    "unknown key `{key}` (known: exclude, include, freeze_limit, request_budget, \
+                     hook_timeout, zfs_sync_timeout, strict, zfs, hooks_dir, pid_file, \
+                     status_file, state_file)"
                 ));
             }
         }
@@ -179,6 +241,7 @@ impl Config {
             ("exclude", globs(&self.exclude)),
             ("include", globs(&self.include)),
             ("freeze_limit", seconds(self.freeze_limit)),
+            ("request_budget", seconds(self.request_budget)),
             ("hook_timeout", seconds(self.hook_timeout)),
             ("zfs_sync_timeout", seconds(self.zfs_sync_timeout)),
             ("strict", yes_no(self.strict).to_owned()),
@@ -258,7 +321,8 @@ mod tests {
     fn empty_file_gives_documented_defaults() {
         let c = Config::parse("\n# nothing\n   \n").unwrap();
         assert_eq!(c.freeze_limit, Duration::from_secs(60));
-        assert_eq!(c.hook_timeout, Duration::from_secs(30));
+        assert_eq!(c.hook_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_budget, Duration::from_secs(12));
         assert!(!c.strict);
         assert_eq!(c.zfs, ZfsMode::Sync);
         assert_eq!(c.hooks_dir, Path::new("/usr/local/etc/hyperv-vss/hooks.d"));
@@ -305,7 +369,7 @@ mod tests {
             defaults.contains("pid_file = /var/run/hv_vssd.pid\n"),
             "{defaults}"
         );
-        assert_eq!(defaults.lines().count(), 9);
+        assert_eq!(defaults.lines().count(), 10);
     }
 
     #[test]
@@ -335,6 +399,32 @@ mod tests {
         assert!(problem.contains("bad glob"));
         let (_, problem) = Config::parse("strict = maybe").unwrap_err();
         assert!(problem.contains("yes or no"));
+    }
+
+    #[test]
+    fn a_budget_the_kernel_would_cut_short_or_timeouts_that_cannot_fit_are_refused() {
+        let (line, problem) = Config::parse("request_budget = 15").unwrap_err();
+        assert_eq!(line, 1);
+        assert!(
+            problem.contains("from 2 to 14") && problem.contains("15 s"),
+            "{problem}"
+        );
+        let (line, problem) =
+            Config::parse("hook_timeout = 12\n# x\nrequest_budget = 12\n").unwrap_err();
+        assert_eq!(line, 3, "the later of the two keys' lines");
+        assert!(
+            problem.contains("hook_timeout = 12") && problem.contains("request_budget = 12"),
+            "{problem}"
+        );
+        assert!(problem.contains("at most 11"), "{problem}");
+        let (line, problem) = Config::parse("request_budget = 5").unwrap_err();
+        assert_eq!(line, 1);
+        assert!(problem.contains("`hook_timeout = 10`"), "{problem}");
+        let (_, problem) = Config::parse("zfs_sync_timeout = 14").unwrap_err();
+        assert!(problem.contains("zfs_sync_timeout"), "{problem}");
+        let c =
+            Config::parse("request_budget = 14\nhook_timeout = 13\nzfs_sync_timeout = 13").unwrap();
+        assert_eq!(c.request_budget, Duration::from_secs(14));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::child::{self, Ending, Finished};
 
@@ -182,13 +182,38 @@ pub fn run(hook: &Hook, phase: Phase, limit: Duration) -> HookRun {
     }
 }
 
+/// The limit for the next hook: its own `limit`, cut to what is left before
+/// `deadline` (the request budget); `None` when nothing is left.
+fn limit_before(limit: Duration, deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(limit),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| limit.min(left))
+        }
+    }
+}
+
+/// A run that never started: the request budget was spent.
+fn out_of_time(hook: &Hook, phase: Phase) -> HookRun {
+    HookRun {
+        hook: hook.clone(),
+        phase,
+        result: Err("not started: no time left in request_budget".to_owned()),
+    }
+}
+
 /// Runs the freeze hooks in order until one fails. Returns every run; the
 /// freeze may proceed only when all succeeded. The hooks to `thaw` on a veto
-/// are those whose run succeeded (see [`thaw_order`]).
-pub fn run_freeze(hooks: &[Hook], limit: Duration) -> Vec<HookRun> {
+/// are those whose run succeeded (see [`thaw_order`]). Each hook gets at
+/// most `limit`, and none runs past `deadline`.
+pub fn run_freeze(hooks: &[Hook], limit: Duration, deadline: Option<Instant>) -> Vec<HookRun> {
     let mut runs = Vec::new();
     for hook in hooks {
-        let run = run(hook, Phase::Freeze, limit);
+        let run = match limit_before(limit, deadline) {
+            Some(limit) => run(hook, Phase::Freeze, limit),
+            None => out_of_time(hook, Phase::Freeze),
+        };
         let ok = run.succeeded();
         runs.push(run);
         if !ok {
@@ -257,7 +282,7 @@ mod tests {
         let (dir, log) = hooks_dir(&[("20-b", ""), ("10-a", ""), ("30-c", "")]);
         let set = scan(dir.path(), uid());
         assert!(set.refused.is_empty(), "{:?}", set.refused);
-        let runs = run_freeze(&set.hooks, Duration::from_secs(5));
+        let runs = run_freeze(&set.hooks, Duration::from_secs(5), None);
         assert!(runs.iter().all(HookRun::succeeded));
         run_reverse(&set.hooks, Phase::Thaw, Duration::from_secs(5));
         assert_eq!(
@@ -277,7 +302,7 @@ mod tests {
     fn a_failing_freeze_hook_stops_the_rest_and_only_earlier_hooks_are_thawed() {
         let (dir, log) = hooks_dir(&[("10-a", ""), ("20-b", "exit 1"), ("30-c", "")]);
         let set = scan(dir.path(), uid());
-        let runs = run_freeze(&set.hooks, Duration::from_secs(5));
+        let runs = run_freeze(&set.hooks, Duration::from_secs(5), None);
         assert_eq!(runs.len(), 2);
         assert!(!runs[1].succeeded());
         assert!(runs[1].summary().contains("exit status 1"));
@@ -295,17 +320,37 @@ mod tests {
         let (dir, _) = hooks_dir(&[("10-hang", "sleep 30")]);
         let set = scan(dir.path(), uid());
         let started = std::time::Instant::now();
-        let runs = run_freeze(&set.hooks, Duration::from_millis(300));
+        let runs = run_freeze(&set.hooks, Duration::from_millis(300), None);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(timed_out(&runs[0]) && !runs[0].succeeded());
         assert!(runs[0].summary().contains("timed out"));
     }
 
     #[test]
+    fn no_hook_starts_after_the_deadline_and_each_gets_only_what_is_left() {
+        let (dir, journal) = hooks_dir(&[("10-slow", "sleep 30"), ("20-never", "")]);
+        let set = scan(dir.path(), uid());
+        let started = std::time::Instant::now();
+        let deadline = started + Duration::from_millis(400);
+        let runs = run_freeze(&set.hooks, Duration::from_secs(20), Some(deadline));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the 20 s limit won"
+        );
+        assert!(timed_out(&runs[0]), "{}", runs[0].summary());
+        assert_eq!(runs.len(), 1, "a veto stops the freeze hooks");
+        let past = run_freeze(&set.hooks[1..], Duration::from_secs(5), Some(started));
+        assert!(!past[0].succeeded());
+        assert!(past[0].summary().contains("no time left in request_budget"));
+        let ran = fs::read_to_string(journal).unwrap_or_default();
+        assert!(!ran.contains("20-never"), "{ran}");
+    }
+
+    #[test]
     fn hook_output_is_captured() {
         let (dir, _) = hooks_dir(&[("10-talk", "echo flushed 42 tables; echo oops >&2")]);
         let set = scan(dir.path(), uid());
-        let runs = run_freeze(&set.hooks, Duration::from_secs(5));
+        let runs = run_freeze(&set.hooks, Duration::from_secs(5), None);
         let output = &runs[0].result.as_ref().unwrap().output;
         assert!(output.contains("flushed 42 tables") && output.contains("oops"));
     }

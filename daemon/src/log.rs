@@ -37,6 +37,37 @@ impl fmt::Display for Level {
     }
 }
 
+/// Shows bytes from outside the daemon (mount points, hook names) safely in
+/// a log line: valid UTF-8 text stays readable, while control characters
+/// (a newline would forge a second log line) and bytes that are not UTF-8
+/// are written as `\xHH`, and a backslash as `\\`, in the manner of vis(3).
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a std::ffi::OsStr);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::os::unix::ffi::OsStrExt;
+        for chunk in self.0.as_bytes().utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    c if c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for byte in c.encode_utf8(&mut buf).bytes() {
+                            write!(f, "\\x{byte:02x}")?;
+                        }
+                    }
+                    c => write!(f, "{c}")?,
+                }
+            }
+            for byte in chunk.invalid() {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 type SyslogWriter = syslog::Logger<LoggerBackend, Formatter3164>;
 
 enum Sink {
@@ -189,6 +220,17 @@ fn send(w: &mut SyslogWriter, level: Level, text: &str) -> Result<(), syslog::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_keeps_text_and_shows_control_and_invalid_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let shown = |bytes: &[u8]| Escaped(std::ffi::OsStr::from_bytes(bytes)).to_string();
+        assert_eq!(shown(b"/mnt/data"), "/mnt/data");
+        assert_eq!(shown("/mnt/café".as_bytes()), "/mnt/café");
+        assert_eq!(shown(b"/mnt/caf\xe9"), "/mnt/caf\\xe9");
+        assert_eq!(shown(b"a\nFAKE: line\x1b[31m"), "a\\x0aFAKE: line\\x1b[31m");
+        assert_eq!(shown(b"back\\slash"), "back\\\\slash");
+    }
 
     #[test]
     fn lines_are_held_while_frozen_and_written_after_thaw_in_order() {

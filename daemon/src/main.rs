@@ -141,12 +141,19 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
         config.freeze_limit.as_secs()
     ));
     let hook_owner = 0; // root
+    let mount_table = match mounts::PlatformMountTable::open() {
+        Ok(table) => table,
+        Err(e) => {
+            log.error(e.to_string());
+            return exit::OSERR;
+        }
+    };
     let mut engine = Engine::new(
         config,
         PlatformFreezer::default(),
         watchdog::SystemClock,
         log,
-        Box::new(mounts::discover),
+        Box::new(mount_table),
         hook_owner,
     );
     engine.recover();

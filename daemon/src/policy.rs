@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ZfsMode};
+use crate::log::Escaped;
 use crate::mounts::{FsId, Mount};
 
 /// Types frozen by the platform freezer (UFSSUSPEND on FreeBSD, FIFREEZE on
@@ -62,10 +63,14 @@ pub enum SkipReason {
     /// Another machine's filesystem.
     Network,
     ReadOnly,
-    /// The config's `exclude`/`include` globs (text says which).
+    /// The config's `exclude`/`include` globs (text says which), also when
+    /// they name another mount of the same filesystem.
     Excluded(String),
     /// Same filesystem as an earlier mount (bind or nullfs).
     SameAs(PathBuf),
+    /// Mounted over later (at the same path or an ancestor): its mount
+    /// point shows the other filesystem, so it cannot be reached to freeze.
+    Hidden(PathBuf),
     /// ZFS: flushed with `zpool sync` of this pool instead of frozen.
     ZfsSynced(String),
     /// ZFS with `zfs = off`.
@@ -82,7 +87,12 @@ impl fmt::Display for SkipReason {
             Self::Network => f.write_str("network filesystem"),
             Self::ReadOnly => f.write_str("read-only"),
             Self::Excluded(why) => f.write_str(why),
-            Self::SameAs(path) => write!(f, "same filesystem as {}", path.display()),
+            Self::SameAs(path) => write!(f, "same filesystem as {}", Escaped(path.as_os_str())),
+            Self::Hidden(by) => write!(
+                f,
+                "hidden by the later mount on {}, cannot be reached",
+                Escaped(by.as_os_str())
+            ),
             Self::ZfsSynced(pool) => write!(f, "ZFS: pool {pool} is flushed with zpool sync"),
             Self::ZfsOff => f.write_str("ZFS and `zfs = off`"),
             Self::NotFreezable => f.write_str("cannot be frozen, flushed with sync(2) only"),
@@ -114,9 +124,11 @@ pub struct FreezePlan {
 /// getmntinfo(3) and mountinfo list them.
 pub fn plan(mounts: &[Mount], config: &Config) -> FreezePlan {
     let mut plan = FreezePlan::default();
+    let hidden = hidden_by(mounts);
+    let excluded = excluded_filesystems(mounts, config);
     let mut first_mount_of: HashMap<FsId, PathBuf> = HashMap::new();
     let mut frozen_in_mount_order = Vec::new();
-    for mount in mounts {
+    for (index, mount) in mounts.iter().enumerate() {
         let base_type = mount.fs_type.split('.').next().unwrap_or(&mount.fs_type);
         let reason = if PSEUDO.contains(&base_type) || base_type == "fuse" {
             Some(SkipReason::Pseudo)
@@ -133,6 +145,10 @@ pub fn plan(mounts: &[Mount], config: &Config) -> FreezePlan {
             })
         } else if !FREEZABLE.contains(&base_type) {
             Some(SkipReason::NotFreezable)
+        } else if let Some(why) = excluded.get(&mount.fs_id) {
+            Some(SkipReason::Excluded(why.clone()))
+        } else if let Some(by) = &hidden[index] {
+            Some(SkipReason::Hidden(by.clone()))
         } else {
             first_mount_of
                 .get(&mount.fs_id)
@@ -158,7 +174,7 @@ pub fn plan(mounts: &[Mount], config: &Config) -> FreezePlan {
                 {
                     plan.veto = Some(format!(
                         "strict: {} ({}) is read-write and cannot be frozen",
-                        mount.path.display(),
+                        Escaped(mount.path.as_os_str()),
                         mount.fs_type
                     ));
                 }
@@ -172,6 +188,47 @@ pub fn plan(mounts: &[Mount], config: &Config) -> FreezePlan {
     frozen_in_mount_order.reverse();
     plan.freeze = frozen_in_mount_order;
     plan
+}
+
+/// For each mount, the later mount that covers it, if any: one mounted on
+/// the same path or on an ancestor directory after it. Such a mount point
+/// resolves to the covering filesystem, so freezing or thawing "by path"
+/// would reach the wrong one (ESTALE at best). Mount order is list order.
+fn hidden_by(mounts: &[Mount]) -> Vec<Option<PathBuf>> {
+    let mut last_at: HashMap<&Path, usize> = HashMap::new();
+    for (index, mount) in mounts.iter().enumerate() {
+        last_at.insert(&mount.path, index);
+    }
+    mounts
+        .iter()
+        .enumerate()
+        .map(|(index, mount)| {
+            mount
+                .path
+                .ancestors()
+                .filter_map(|dir| last_at.get(dir).map(|&i| (dir, i)))
+                .find(|&(_, later)| later > index)
+                .map(|(dir, _)| dir.to_owned())
+        })
+        .collect()
+}
+
+/// Filesystems excluded through any of their mounts: `exclude` names what
+/// is mounted, so a bind mount of an excluded filesystem elsewhere does not
+/// bring it back. The value says which mount and pattern excluded it.
+fn excluded_filesystems(mounts: &[Mount], config: &Config) -> HashMap<FsId, String> {
+    let mut excluded = HashMap::new();
+    for mount in mounts {
+        if let Some(why) = config.excludes(&mount.path) {
+            excluded.entry(mount.fs_id).or_insert_with(|| {
+                format!(
+                    "same filesystem as {}, which is {why}",
+                    Escaped(mount.path.as_os_str())
+                )
+            });
+        }
+    }
+    excluded
 }
 
 /// `zroot/ROOT/default` lives in pool `zroot`.
@@ -321,6 +378,68 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_filesystem_mounted_over_later_is_hidden_and_skipped() {
+        let mounts = vec![
+            mount("/", "ext4", "/dev/sda1", 1),
+            mount("/mnt/a", "ext4", "/dev/loop1", 2),
+            mount("/mnt/b/deep", "ext4", "/dev/loop2", 3),
+            mount("/mnt/a", "xfs", "/dev/loop3", 4),
+            mount("/mnt/b", "ext4", "/dev/loop4", 5),
+            // Mounted after its ancestor /mnt/b: visible.
+            mount("/mnt/b/late", "ext4", "/dev/loop5", 6),
+        ];
+        let plan = plan(&mounts, &Config::default());
+        assert_eq!(
+            paths(&plan.freeze),
+            ["/mnt/b/late", "/mnt/b", "/mnt/a", "/"].map(Path::new)
+        );
+        let hidden: Vec<_> = plan
+            .skipped
+            .iter()
+            .map(|s| (s.mount.fs_id, s.reason.clone()))
+            .collect();
+        assert_eq!(
+            hidden,
+            [
+                (FsId([2, 0]), SkipReason::Hidden(PathBuf::from("/mnt/a"))),
+                (FsId([3, 0]), SkipReason::Hidden(PathBuf::from("/mnt/b"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hidden_filesystem_is_frozen_through_a_visible_bind_mount() {
+        let mounts = vec![
+            mount("/", "ext4", "/dev/sda1", 1),
+            mount("/srv/data", "ext4", "/dev/loop1", 2),
+            mount("/mnt/view", "ext4", "/dev/loop1", 2),
+            mount("/srv/data", "tmpfs", "tmpfs", 3),
+        ];
+        let plan = plan(&mounts, &Config::default());
+        assert_eq!(paths(&plan.freeze), ["/mnt/view", "/"].map(Path::new));
+    }
+
+    #[test]
+    fn excluding_one_mount_excludes_its_bind_mounts_too() {
+        let mounts = vec![
+            mount("/", "ext4", "/dev/sda1", 1),
+            mount("/mnt/scratch", "xfs", "/dev/loop3", 7),
+            mount("/srv/bind", "xfs", "/dev/loop3", 7),
+            mount("/srv/early", "xfs", "/dev/loop4", 8),
+            mount("/mnt/scratch2", "xfs", "/dev/loop4", 8),
+        ];
+        let plan = plan(&mounts, &Config::parse("exclude = /mnt/scratch*").unwrap());
+        assert_eq!(paths(&plan.freeze), [Path::new("/")]);
+        for bind in ["/srv/bind", "/srv/early"] {
+            assert!(
+                matches!(reason_for(&plan, bind), SkipReason::Excluded(w) if w.contains("same filesystem as /mnt/scratch")),
+                "{bind}: {:?}",
+                reason_for(&plan, bind)
+            );
+        }
+    }
+
     fn arbitrary_mount() -> impl proptest::strategy::Strategy<Value = Mount> {
         use proptest::prelude::*;
         let types = prop::sample::select(vec![
@@ -368,6 +487,14 @@ mod tests {
                 .collect();
             proptest::prop_assert!(positions.windows(2).all(|w| w[0] > w[1]), "{:?}", positions);
             proptest::prop_assert!(plan.veto.is_none());
+            // Nothing frozen is covered by a later mount.
+            for m in &plan.freeze {
+                let at = mounts.iter().position(|x| x == m).unwrap_or(0);
+                proptest::prop_assert!(
+                    !mounts[at + 1..].iter().any(|later| m.path.starts_with(&later.path)),
+                    "{:?} is hidden", m.path
+                );
+            }
         }
     }
 }

@@ -89,6 +89,8 @@ pub fn serve<D: Device, F: Freezer, C: Clock>(
     signals: &mut Signals,
     reload: &mut dyn FnMut() -> Result<Config, String>,
 ) -> Result<(), ServeError> {
+    // A FREEZE under way checks it before freezing and before answering.
+    engine.set_stop_flag(signals.terminate.clone());
     loop {
         if signals.terminate.load(Ordering::SeqCst) {
             engine
@@ -148,7 +150,8 @@ pub fn serve<D: Device, F: Freezer, C: Clock>(
     }
 }
 
-/// Reads one request (if any) and answers it.
+/// Reads one request (if any), answers it, then does what the host does
+/// not wait for (thaw hooks, held logs, the status).
 fn serve_one<D: Device, F: Freezer, C: Clock>(
     device: &mut D,
     engine: &mut Engine<F, C>,
@@ -156,8 +159,10 @@ fn serve_one<D: Device, F: Freezer, C: Clock>(
     let Some(request) = device.read_request()? else {
         return Ok(());
     };
+    // The request budget counts from here.
+    let read_at = engine.now();
     let status = match request.operation() {
-        Ok(operation) => engine.handle(operation, request.msgid()),
+        Ok(operation) => engine.handle(operation, request.msgid(), read_at),
         Err(unknown) => {
             engine.log.error(format!(
                 "request msgid {} has {unknown}: answering failure",
@@ -173,7 +178,7 @@ fn serve_one<D: Device, F: Freezer, C: Clock>(
             .log
             .error(format!("cannot answer msgid {}: {e}", request.msgid()));
     }
-    engine.publish_status();
+    engine.after_answer();
     Ok(())
 }
 
@@ -305,7 +310,7 @@ mod tests {
     fn terminate_thaws_and_answers_what_is_still_queued() {
         let mounts = vec![mount("/", "ufs", 1)];
         let mut h = Harness::new(mounts, "", FakeFreezer::default());
-        h.engine.handle(DeviceOperation::Freeze, 1);
+        h.send(DeviceOperation::Freeze, 1);
         let mut device = FakeDevice::new(&[
             request(DeviceOperation::Freeze, 2),
             request(DeviceOperation::Thaw, 3),

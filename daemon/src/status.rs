@@ -3,12 +3,13 @@
 //!
 //! The running daemon publishes it as a JSON file (`status_file`, default
 //! /var/run/hv_vssd.status), replaced atomically (write a temporary
-//! file, fsync, rename). It is written only while nothing is frozen: just
-//! before a freeze (already saying "frozen" with the mounts about to be
-//! frozen, and the watchdog deadline) and right after thaw or rollback.
-//! /var/run is on the root filesystem on FreeBSD, and a write there while
-//! root is suspended would block the daemon; a status that is a few seconds
-//! early is harmless, a daemon stuck on a write is not.
+//! file, fsync, rename), after it has answered each request: the host does
+//! not wait for it. While something is frozen it is written only if its
+//! directory is not on a frozen filesystem (checked each time; /var/run is
+//! on the root filesystem on FreeBSD, and a write there while root is
+//! suspended would block the daemon until the thaw it is supposed to do),
+//! else it is written right after the thaw. A status that is late is
+//! harmless, a daemon stuck on a write is not.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -96,8 +97,13 @@ pub struct Status {
     pub started_at: u64,
     pub updated_at: u64,
     pub state: State,
-    /// Mount points frozen now (or about to be, see the module comment).
+    /// Mount points frozen now (also those whose thaw failed and is being
+    /// retried), escaped for display.
     pub frozen: Vec<String>,
+    /// Filesystems an earlier daemon left frozen that could not be reached
+    /// to thaw them at start (state file); they may still be frozen.
+    #[serde(default)]
+    pub unreachable: Vec<String>,
     pub frozen_since: Option<u64>,
     pub freeze_limit_secs: u64,
     pub counters: Counters,
@@ -115,6 +121,7 @@ impl Status {
             updated_at: now,
             state: State::Idle,
             frozen: Vec::new(),
+            unreachable: Vec::new(),
             frozen_since: None,
             freeze_limit_secs,
             counters: Counters::default(),
@@ -203,6 +210,14 @@ impl Report {
                     }
                 );
             }
+        }
+        if !s.unreachable.is_empty() {
+            let _ = writeln!(
+                out,
+                "WARNING: an earlier daemon froze {} and it could not be reached to thaw it: \
+                 it may still be frozen (see the state file).",
+                s.unreachable.join(", ")
+            );
         }
         let c = &s.counters;
         let _ = writeln!(

@@ -6,45 +6,106 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use hv_vss_proto::{DeviceOperation, DeviceStatus};
 use nix::errno::Errno;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::freezer::{FreezeError, Freezer};
+use crate::freezer::{FreezeError, Freezer, Leftover};
 use crate::log::Log;
-use crate::mounts::{FsId, Mount};
+use crate::mounts::{FsId, Mount, MountTable};
 use crate::watchdog::Clock;
 
-/// Records `freeze /x` and `thaw /x`; fails freezing paths in `fail_freeze`.
-#[derive(Debug, Clone, Default)]
+/// Records `freeze /x` and `thaw /x`; fails opening paths in `fail_open`
+/// (ESTALE, as for a mount point that shows another filesystem), freezing
+/// paths in `fail_freeze` (EIO), and thawing paths in `fail_thaw` (EIO, for
+/// as long as they stay in the list). Leftovers thaw with `leftover`.
+#[derive(Clone)]
 pub(crate) struct FakeFreezer {
     pub(crate) calls: Rc<RefCell<Vec<String>>>,
     pub(crate) frozen: Rc<RefCell<Vec<PathBuf>>>,
+    pub(crate) fail_open: Vec<PathBuf>,
     pub(crate) fail_freeze: Vec<PathBuf>,
+    pub(crate) fail_thaw: Rc<RefCell<Vec<PathBuf>>>,
     pub(crate) outlives_process: bool,
+    pub(crate) leftover: Result<Leftover, Errno>,
+    /// Called with each call as it is recorded (a signal arriving, time
+    /// passing).
+    pub(crate) on_call: Option<OnCall>,
+}
+
+/// What a test runs when the fake freezer records a call.
+pub(crate) type OnCall = Rc<dyn Fn(&str)>;
+
+impl std::fmt::Debug for FakeFreezer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeFreezer")
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeFreezer {
+    fn default() -> Self {
+        Self {
+            calls: Rc::default(),
+            frozen: Rc::default(),
+            fail_open: Vec::new(),
+            fail_freeze: Vec::new(),
+            fail_thaw: Rc::default(),
+            outlives_process: false,
+            leftover: Ok(Leftover::Thawed),
+            on_call: None,
+        }
+    }
+}
+
+impl FakeFreezer {
+    fn called(&self, call: &str) {
+        if let Some(hook) = &self.on_call {
+            hook(call);
+        }
+    }
+}
+
+fn fake_error(path: &Path, action: &'static str, errno: Errno) -> FreezeError {
+    FreezeError {
+        mount: path.to_owned(),
+        action,
+        errno,
+    }
 }
 
 impl Freezer for FakeFreezer {
-    fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError> {
+    type Handle = PathBuf;
+
+    fn open(&mut self, mount: &Mount) -> Result<PathBuf, FreezeError> {
+        if self.fail_open.contains(&mount.path) {
+            return Err(fake_error(&mount.path, "freeze", Errno::ESTALE));
+        }
+        Ok(mount.path.clone())
+    }
+
+    fn freeze(&mut self, handle: &mut PathBuf, _mount: &Mount) -> Result<(), FreezeError> {
         self.calls
             .borrow_mut()
-            .push(format!("freeze {}", mount.path.display()));
-        if self.fail_freeze.contains(&mount.path) {
-            return Err(FreezeError {
-                mount: mount.path.clone(),
-                action: "freeze",
-                errno: Errno::EIO,
-            });
+            .push(format!("freeze {}", handle.display()));
+        if self.fail_freeze.contains(handle) {
+            return Err(fake_error(handle, "freeze", Errno::EIO));
         }
-        self.frozen.borrow_mut().push(mount.path.clone());
+        self.frozen.borrow_mut().push(handle.clone());
+        self.called(&format!("freeze {}", handle.display()));
         Ok(())
     }
 
-    fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError> {
+    fn thaw(&mut self, handle: &mut PathBuf, _mount: &Mount) -> Result<(), FreezeError> {
         self.calls
             .borrow_mut()
-            .push(format!("thaw {}", mount.path.display()));
-        self.frozen.borrow_mut().retain(|p| *p != mount.path);
+            .push(format!("thaw {}", handle.display()));
+        if self.fail_thaw.borrow().contains(handle) {
+            return Err(fake_error(handle, "thaw", Errno::EIO));
+        }
+        self.frozen.borrow_mut().retain(|p| p != handle);
         Ok(())
     }
 
@@ -52,16 +113,20 @@ impl Freezer for FakeFreezer {
         self.outlives_process
     }
 
-    fn thaw_leftover(&mut self, path: &Path, _fs_id: FsId) -> Result<bool, FreezeError> {
+    fn thaw_leftover(&mut self, path: &Path, _fs_id: FsId) -> Result<Leftover, FreezeError> {
         self.calls
             .borrow_mut()
             .push(format!("thaw-leftover {}", path.display()));
-        Ok(true)
+        self.leftover
+            .map_err(|errno| fake_error(path, "thaw", errno))
     }
 
     fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError> {
-        let mut calls = self.calls.borrow_mut();
-        calls.extend(mounts.iter().map(|m| format!("flush {}", m.path.display())));
+        for mount in mounts {
+            let call = format!("flush {}", mount.path.display());
+            self.calls.borrow_mut().push(call.clone());
+            self.called(&call);
+        }
         Ok(())
     }
 }
@@ -109,6 +174,25 @@ impl Harness {
     /// An engine over `mounts`, with its files and hooks dir in a temp dir;
     /// `extra_config` is appended to the generated configuration.
     pub(crate) fn new(mounts: Vec<Mount>, extra_config: &str, freezer: FakeFreezer) -> Self {
+        Self::with_mount_source(Box::new(move || Ok(mounts.clone())), extra_config, freezer)
+    }
+
+    /// The same with any mount table.
+    pub(crate) fn with_mount_source(
+        mounts: Box<dyn MountTable>,
+        extra_config: &str,
+        freezer: FakeFreezer,
+    ) -> Self {
+        Self::with_clock(ManualClock::new(), mounts, extra_config, freezer)
+    }
+
+    /// The same with a clock the test already holds.
+    pub(crate) fn with_clock(
+        clock: ManualClock,
+        mounts: Box<dyn MountTable>,
+        extra_config: &str,
+        freezer: FakeFreezer,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let hooks = dir.path().join("hooks.d");
         std::fs::create_dir(&hooks).expect("hooks dir");
@@ -125,14 +209,13 @@ impl Harness {
             dir.path().join("frozen").display(),
         );
         let config = Config::parse(&text).expect("config");
-        let clock = ManualClock::new();
         let (log, lines) = Log::memory(true);
         let engine = Engine::new(
             config,
             freezer.clone(),
             clock.clone(),
             log,
-            Box::new(move || Ok(mounts.clone())),
+            mounts,
             nix::unistd::geteuid().as_raw(),
         );
         Self {
@@ -142,6 +225,14 @@ impl Harness {
             log: lines,
             dir,
         }
+    }
+
+    /// One request as the device loop serves it: handled, answered (the
+    /// returned status), then the work after the answer.
+    pub(crate) fn send(&mut self, op: DeviceOperation, msgid: u64) -> DeviceStatus {
+        let status = self.engine.handle(op, msgid, self.clock.now());
+        self.engine.after_answer();
+        status
     }
 
     pub(crate) fn calls(&self) -> Vec<String> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hv_vss_proto::{DeviceOperation, DeviceStatus};
 use hv_vssd::config::Config;
 use hv_vssd::engine::Engine;
-use hv_vssd::freezer::{Freezer, PlatformFreezer};
+use hv_vssd::freezer::{Freezer, Leftover, PlatformFreezer};
 use hv_vssd::log::Log;
 use hv_vssd::mounts::{self, FsId, Mount};
 use hv_vssd::watchdog::SystemClock;
@@ -170,11 +170,14 @@ impl Drop for Writer {
 fn assert_write_blocks_while_frozen_then_completes(fs: &LoopFs) {
     let mut freezer = PlatformFreezer::default();
     let mount = fs.mount();
+    let mut handle = freezer.open(&mount).expect("open the mount point");
     let started = Instant::now();
-    freezer.freeze(&mount).expect("FIFREEZE");
+    freezer.freeze(&mut handle, &mount).expect("FIFREEZE");
     let freeze_time = started.elapsed();
     // Frozen for real: a second freeze is refused with EBUSY.
-    let again = freezer.freeze(&mount).expect_err("second freeze");
+    let again = freezer
+        .freeze(&mut handle, &mount)
+        .expect_err("second freeze");
     assert_eq!(again.errno, nix::errno::Errno::EBUSY);
     let mut writer = Writer::start(&fs.mount_point);
     assert!(
@@ -182,7 +185,7 @@ fn assert_write_blocks_while_frozen_then_completes(fs: &LoopFs) {
         "a write completed on a frozen filesystem"
     );
     let started = Instant::now();
-    freezer.thaw(&mount).expect("FITHAW");
+    freezer.thaw(&mut handle, &mount).expect("FITHAW");
     let thaw_time = started.elapsed();
     report(&format!(
         "{} ({}): FIFREEZE {} us, FITHAW {} us",
@@ -197,9 +200,11 @@ fn assert_write_blocks_while_frozen_then_completes(fs: &LoopFs) {
     );
     let text = std::fs::read_to_string(fs.mount_point.join("written-while-frozen")).unwrap();
     assert_eq!(text, "payload\n");
-    // Thawed for real: a second thaw is refused with EINVAL.
-    let again = freezer.thaw(&mount).expect_err("second thaw");
-    assert_eq!(again.errno, nix::errno::Errno::EINVAL);
+    // Not frozen any more: a second thaw has nothing to do and says so.
+    freezer
+        .thaw(&mut handle, &mount)
+        .expect("a thaw of a thawed filesystem is done");
+    assert!(!is_frozen(&fs.mount_point));
 }
 
 #[test]
@@ -231,8 +236,8 @@ fn a_mount_point_showing_another_filesystem_is_neither_frozen_nor_thawed() {
         ..real.clone()
     };
     let refused = freezer
-        .freeze(&planned)
-        .expect_err("freeze of the wrong filesystem");
+        .open(&planned)
+        .expect_err("open of the wrong filesystem");
     assert_eq!(refused.errno, nix::errno::Errno::ESTALE);
     assert!(
         refused
@@ -245,18 +250,64 @@ fn a_mount_point_showing_another_filesystem_is_neither_frozen_nor_thawed() {
     );
 
     // Frozen by somebody else: a leftover record naming another filesystem
-    // at that path must not thaw it.
-    freezer.freeze(&real).expect("FIFREEZE");
-    assert_eq!(
-        freezer.thaw_leftover(&fs.mount_point, planned.fs_id),
-        Ok(false)
-    );
+    // at that path must not thaw it, nor count it as thawed.
+    let mut handle = freezer.open(&real).unwrap();
+    freezer.freeze(&mut handle, &real).expect("FIFREEZE");
+    let refused = freezer
+        .thaw_leftover(&fs.mount_point, planned.fs_id)
+        .expect_err("not that filesystem");
+    assert_eq!(refused.errno, nix::errno::Errno::ESTALE);
     assert!(
         is_frozen(&fs.mount_point),
         "thawed a freeze that was not ours"
     );
-    assert_eq!(freezer.thaw_leftover(&fs.mount_point, real.fs_id), Ok(true));
+    assert_eq!(
+        freezer.thaw_leftover(&fs.mount_point, real.fs_id),
+        Ok(Leftover::Thawed)
+    );
     assert!(!is_frozen(&fs.mount_point));
+    assert_eq!(
+        freezer.thaw_leftover(&fs.mount_point, real.fs_id),
+        Ok(Leftover::NotFrozen)
+    );
+}
+
+/// The thaw goes through the descriptor opened before the freeze: a mount
+/// point covered by another mount while frozen (its path now shows the
+/// other filesystem) is thawed all the same.
+#[test]
+fn a_frozen_filesystem_whose_mount_point_was_covered_is_thawed_through_its_descriptor() {
+    let dir = scratch();
+    let fs = or_skip!(LoopFs::new(dir.path(), "ext4", 64));
+    let mut freezer = PlatformFreezer::default();
+    let mount = fs.mount();
+    let mut handle = freezer.open(&mount).unwrap();
+    freezer.freeze(&mut handle, &mount).expect("FIFREEZE");
+    // A writer that already holds its directory open blocks on the freeze.
+    let mut writer = Writer::start(&fs.mount_point);
+    assert!(!writer.finished_within(Duration::from_millis(300)));
+    let point = fs.mount_point.to_str().unwrap();
+    run("mount", &["-t", "tmpfs", "cover", point]).expect("cover the mount point with a tmpfs");
+    let covered = Uncover(fs.mount_point.clone());
+    freezer
+        .thaw(&mut handle, &mount)
+        .expect("thaw through the descriptor");
+    drop(covered);
+    assert!(
+        writer.finished_within(Duration::from_secs(10)),
+        "the blocked write did not complete after the thaw"
+    );
+}
+
+/// Unmounts what covers a mount point, also when the test fails.
+struct Uncover(PathBuf);
+
+impl Drop for Uncover {
+    fn drop(&mut self) {
+        if let Some(point) = self.0.to_str() {
+            let _ = run("umount", &["-l", point]);
+        }
+    }
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -284,6 +335,17 @@ fn engine_for(parent: &Path, files: &Path) -> Engine<PlatformFreezer, SystemCloc
     )
 }
 
+/// One request as the device loop serves it.
+fn serve(
+    engine: &mut Engine<PlatformFreezer, SystemClock>,
+    op: DeviceOperation,
+    msgid: u64,
+) -> DeviceStatus {
+    let status = engine.handle(op, msgid, engine.now());
+    engine.after_answer();
+    status
+}
+
 fn is_frozen(path: &Path) -> bool {
     // Probe without side effects: FIFREEZE on a frozen fs gives EBUSY; on a
     // thawed one it freezes, so thaw again right away. Only the filesystem
@@ -297,9 +359,10 @@ fn is_frozen(path: &Path) -> bool {
     else {
         return false;
     };
-    match freezer.freeze(&mount) {
+    let mut handle = freezer.open(&mount).expect("open for the probe");
+    match freezer.freeze(&mut handle, &mount) {
         Ok(()) => {
-            freezer.thaw(&mount).expect("thaw probe");
+            freezer.thaw(&mut handle, &mount).expect("thaw probe");
             false
         }
         Err(e) => e.errno == nix::errno::Errno::EBUSY,
@@ -317,13 +380,13 @@ fn the_engine_freezes_ext4_and_xfs_and_a_restart_thaws_after_a_crash() {
 
     let mut engine = engine_for(&parent, files.path());
     assert_eq!(
-        engine.handle(DeviceOperation::Check, 1),
+        serve(&mut engine, DeviceOperation::Check, 1),
         DeviceStatus::Success
     );
     assert!(!is_frozen(&ext4.mount_point));
     let started = Instant::now();
     assert_eq!(
-        engine.handle(DeviceOperation::Freeze, 2),
+        serve(&mut engine, DeviceOperation::Freeze, 2),
         DeviceStatus::Success
     );
     let freeze_time = started.elapsed();
@@ -335,7 +398,7 @@ fn the_engine_freezes_ext4_and_xfs_and_a_restart_thaws_after_a_crash() {
     assert!(is_frozen(&ext4.mount_point) && is_frozen(&xfs.mount_point));
     let started = Instant::now();
     assert_eq!(
-        engine.handle(DeviceOperation::Thaw, 3),
+        serve(&mut engine, DeviceOperation::Thaw, 3),
         DeviceStatus::Success
     );
     report(&format!(
@@ -347,7 +410,7 @@ fn the_engine_freezes_ext4_and_xfs_and_a_restart_thaws_after_a_crash() {
 
     // Freeze again and "crash": the engine goes away without thawing.
     assert_eq!(
-        engine.handle(DeviceOperation::Freeze, 4),
+        serve(&mut engine, DeviceOperation::Freeze, 4),
         DeviceStatus::Success
     );
     drop(engine);

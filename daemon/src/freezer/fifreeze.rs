@@ -1,60 +1,98 @@
 //! Linux FIFREEZE/FITHAW (ioctl_fsfreeze(2)), for development and tests.
 //! A freeze survives the process: the engine records it in the state file.
+//!
+//! The handle is a read-only descriptor of the mount point's directory,
+//! opened before the freeze: FITHAW goes through it, so a thaw works even
+//! when the mount point was covered by another mount, lazily unmounted or
+//! hijacked by a stopped FUSE server in the meantime.
 
+use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 
-use super::{FreezeError, Freezer};
+use super::{FreezeError, Freezer, Leftover};
 use crate::mounts::{FsId, Mount};
 
 // linux/fs.h: FIFREEZE _IOWR('X', 119, int), FITHAW _IOWR('X', 120, int).
 nix::ioctl_readwrite!(fifreeze, b'X', 119, libc::c_int);
 nix::ioctl_readwrite!(fithaw, b'X', 120, libc::c_int);
 
-/// The Linux freezer: stateless, any descriptor on the filesystem will do.
+/// The Linux freezer: holds nothing itself; each handle is a descriptor.
 #[derive(Debug, Default)]
 pub struct Fifreeze;
 
-/// Opens the mount point read-only: the ioctl needs a descriptor on the
-/// filesystem, never a writable one.
-fn open_mount_point(path: &Path, action: &'static str) -> Result<File, FreezeError> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| FreezeError {
-            mount: path.to_owned(),
-            action,
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Opens the mount point and checks that it still shows the planned
-/// filesystem. A mount that went away since planning leaves its path to the
-/// filesystem underneath (in the worst case root), which must never be
-/// frozen or thawed in its place: ESTALE, with a hint in the error.
+/// Opens the mount point at `path` if it shows filesystem `fs_id`.
+///
+/// First as O_PATH: no open request reaches the filesystem (a FUSE server
+/// mounted there would be asked, and may never answer), and statx with
+/// AT_STATX_DONT_SYNC reads the device number without asking it either.
+/// Only once the descriptor is known to be the planned filesystem is it
+/// reopened for reading through /proc/self/fd, which opens that very
+/// directory without resolving `path` again.
 fn open_planned(path: &Path, fs_id: FsId, action: &'static str) -> Result<File, FreezeError> {
-    let dir = open_mount_point(path, action)?;
     let fail = |errno| FreezeError {
         mount: path.to_owned(),
         action,
         errno,
     };
-    let dev = dir
-        .metadata()
-        .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?
-        .dev();
-    // mountinfo's major:minor is the st_dev of the files on that mount.
-    let shown = FsId([i64::from(libc::major(dev)), i64::from(libc::minor(dev))]);
-    if shown == fs_id {
-        Ok(dir)
-    } else {
-        Err(fail(Errno::ESTALE))
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| fail(Errno::EINVAL))?;
+    // SAFETY: `c_path` is a NUL-terminated string alive for the call; the
+    // returned descriptor, if any, is owned by the OwnedFd below.
+    let raw = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(fail(Errno::last()));
     }
+    // SAFETY: `raw` is a descriptor we just opened and own.
+    let located = unsafe { OwnedFd::from_raw_fd(raw) };
+    let shown = device_of(&located).map_err(fail)?;
+    if shown != fs_id {
+        return Err(fail(Errno::ESTALE));
+    }
+    let reopen = format!("/proc/self/fd/{}", located.as_raw_fd());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(reopen)
+        .map_err(|e| fail(errno_of(&e)))
+}
+
+/// The filesystem a descriptor is on, as mountinfo's major:minor, read
+/// from cached attributes only.
+fn device_of(fd: &OwnedFd) -> Result<FsId, Errno> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open, the empty path is NUL-terminated, and `stx` is a
+    // valid, writable statx buffer for the duration of the call.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_TYPE,
+            &raw mut stx,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(FsId([
+        i64::from(stx.stx_dev_major),
+        i64::from(stx.stx_dev_minor),
+    ]))
 }
 
 fn call(
@@ -76,14 +114,22 @@ fn call(
 }
 
 impl Freezer for Fifreeze {
-    fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError> {
-        let dir = open_planned(&mount.path, mount.fs_id, "freeze")?;
-        call(&dir, &mount.path, "freeze", fifreeze)
+    type Handle = File;
+
+    fn open(&mut self, mount: &Mount) -> Result<File, FreezeError> {
+        open_planned(&mount.path, mount.fs_id, "freeze")
     }
 
-    fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError> {
-        let dir = open_planned(&mount.path, mount.fs_id, "thaw")?;
-        call(&dir, &mount.path, "thaw", fithaw)
+    fn freeze(&mut self, dir: &mut File, mount: &Mount) -> Result<(), FreezeError> {
+        call(dir, &mount.path, "freeze", fifreeze)
+    }
+
+    fn thaw(&mut self, dir: &mut File, mount: &Mount) -> Result<(), FreezeError> {
+        match call(dir, &mount.path, "thaw", fithaw) {
+            // EINVAL: not frozen (someone else thawed it): thawed all the same.
+            Err(e) if e.errno == Errno::EINVAL => Ok(()),
+            other => other,
+        }
     }
 
     fn freeze_outlives_process(&self) -> bool {
@@ -94,7 +140,7 @@ impl Freezer for Fifreeze {
     /// filesystem on the machine, which is not this backup's business.
     fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError> {
         for mount in mounts {
-            let dir = open_mount_point(&mount.path, "flush")?;
+            let dir = open_planned(&mount.path, mount.fs_id, "flush")?;
             nix::unistd::syncfs(&dir).map_err(|errno| FreezeError {
                 mount: mount.path.clone(),
                 action: "flush",
@@ -104,12 +150,11 @@ impl Freezer for Fifreeze {
         Ok(())
     }
 
-    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<bool, FreezeError> {
-        match open_planned(path, fs_id, "thaw").and_then(|dir| call(&dir, path, "thaw", fithaw)) {
-            Ok(()) => Ok(true),
-            // EINVAL: not frozen. ENOENT: the mount point is gone. ESTALE:
-            // another filesystem is there now; not ours to thaw.
-            Err(e) if matches!(e.errno, Errno::EINVAL | Errno::ENOENT | Errno::ESTALE) => Ok(false),
+    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<Leftover, FreezeError> {
+        let dir = open_planned(path, fs_id, "thaw")?;
+        match call(&dir, path, "thaw", fithaw) {
+            Ok(()) => Ok(Leftover::Thawed),
+            Err(e) if e.errno == Errno::EINVAL => Ok(Leftover::NotFrozen),
             Err(e) => Err(e),
         }
     }

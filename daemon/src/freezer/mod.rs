@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use crate::config::Config;
+use crate::log::Escaped;
 use crate::mounts::{FsId, Mount};
 
 #[cfg(target_os = "linux")]
@@ -25,28 +26,53 @@ pub const ZPOOL: &str = "/sbin/zpool";
 
 /// Freezes and thaws single filesystems. Order, rollback and bookkeeping are
 /// the engine's job; an implementation only talks to the kernel.
+///
+/// A freeze is held, not looked up again: [`Self::open`] is the only step
+/// that resolves the mount point, before anything is frozen; the freeze and
+/// the thaw go through the [`Self::Handle`] it returns. A path can be
+/// covered by another mount, unmounted lazily, or hijacked by a FUSE server
+/// that stops answering while the filesystem is frozen; a held descriptor
+/// reaches the frozen filesystem whatever happens to its path.
 pub trait Freezer {
-    /// Freezes one filesystem. On success it stays frozen until [`Self::thaw`]
-    /// (or, on FreeBSD, until this process exits).
-    fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError>;
-    /// Thaws a filesystem frozen by [`Self::freeze`].
-    fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError>;
+    /// What reaches one filesystem from open to thaw (a descriptor).
+    type Handle;
+    /// Opens what the freeze and the thaw of `mount` go through, checking
+    /// that its mount point still shows the planned filesystem (ESTALE if
+    /// not: that filesystem must never be frozen in its place). Freezes
+    /// nothing.
+    fn open(&mut self, mount: &Mount) -> Result<Self::Handle, FreezeError>;
+    /// Freezes the filesystem. It stays frozen until [`Self::thaw`] (on
+    /// FreeBSD: or until the handle is closed, also by process exit).
+    fn freeze(&mut self, handle: &mut Self::Handle, mount: &Mount) -> Result<(), FreezeError>;
+    /// Thaws a filesystem frozen through `handle`, looking nothing up. An
+    /// error means it may still be frozen: keep the handle and retry.
+    fn thaw(&mut self, handle: &mut Self::Handle, mount: &Mount) -> Result<(), FreezeError>;
     /// Whether a freeze outlives this process (Linux FIFREEZE), so the daemon
     /// must record it in the state file and thaw it at its next start.
     fn freeze_outlives_process(&self) -> bool;
     /// Thaws a filesystem left frozen by an earlier process (from the state
-    /// file), if `path` still shows filesystem `fs_id`. `Ok(false)`: it was
-    /// not frozen, or something else is mounted there now.
-    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<bool, FreezeError>;
+    /// file) through `path`, if `path` still shows filesystem `fs_id`. An
+    /// error (ESTALE: `path` shows another filesystem; ENOENT: it is gone)
+    /// means it could not be reached there, not that it is thawed.
+    fn thaw_leftover(&mut self, path: &Path, fs_id: FsId) -> Result<Leftover, FreezeError>;
     /// Flushes, before the freeze, the read-write filesystems nothing can
     /// freeze (msdosfs, ...), so the snapshot has at least their data.
     /// Best effort: a failure is the caller's to log, not a veto.
     fn flush_unfreezable(&mut self, mounts: &[&Mount]) -> Result<(), FreezeError>;
 }
 
+/// What [`Freezer::thaw_leftover`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// It was frozen and is thawed now.
+    Thawed,
+    /// It was not frozen (any more).
+    NotFrozen,
+}
+
 /// A freeze or thaw the kernel refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {action} {}: {errno}{}", mount.display(), hint(action, *errno))]
+#[error("cannot {action} {}: {errno}{}", Escaped(mount.as_os_str()), hint(action, *errno))]
 pub struct FreezeError {
     pub mount: PathBuf,
     pub action: &'static str,
@@ -61,7 +87,7 @@ fn hint(action: &str, errno: Errno) -> &'static str {
             " (the daemon holds a file open for writing there, or is multi-threaded)"
         }
         (_, Errno::ESTALE) => {
-            " (no longer the planned filesystem: it was unmounted or replaced since)"
+            " (no longer the planned filesystem: it was unmounted, covered or replaced since)"
         }
         _ => "",
     }

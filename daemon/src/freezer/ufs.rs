@@ -2,19 +2,25 @@
 //!
 //! One descriptor holds at most one suspended filesystem, so each mount gets
 //! its own; closing the descriptor resumes the filesystem, also when the
-//! process dies, which we keep on purpose ("death = thaw"). The kernel
-//! refuses (EDEADLK) a multi-threaded caller or one holding a descriptor open
-//! for writing on the mount: the daemon is single-threaded and keeps none.
+//! process exits, which we keep on purpose ("death = thaw") — except that a
+//! core dump is written before the descriptors close, so the daemon makes
+//! itself unable to dump core before it suspends anything. The kernel
+//! refuses (EDEADLK) a multi-threaded caller or one holding a descriptor
+//! open for writing on the mount: the daemon is single-threaded and keeps
+//! none.
+//!
+//! The handle is that descriptor: the suspension is found by the fsid from
+//! the mount table, never by resolving the mount point, and it is resumed
+//! through the descriptor (UFSRESUME, then close).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 
-use super::{FreezeError, Freezer};
+use super::{FreezeError, Freezer, Leftover};
 use crate::mounts::{FsId, Mount};
 
 const UFSSUSPEND_DEVICE: &str = "/dev/ufssuspend";
@@ -30,22 +36,26 @@ struct Fsid {
 nix::ioctl_write_ptr!(ufs_suspend, b'U', 1, Fsid);
 nix::ioctl_none!(ufs_resume, b'U', 2);
 
-/// One open `/dev/ufssuspend` per suspended mount.
+/// The FreeBSD freezer: each handle is its own `/dev/ufssuspend` descriptor.
 #[derive(Debug, Default)]
-pub struct UfsSuspend {
-    held: HashMap<PathBuf, File>,
+pub struct UfsSuspend;
+
+/// One mount's `/dev/ufssuspend` descriptor and the fsid it suspends.
+#[derive(Debug)]
+pub struct Suspension {
+    device: File,
+    fsid: Fsid,
 }
 
 impl Freezer for UfsSuspend {
-    fn freeze(&mut self, mount: &Mount) -> Result<(), FreezeError> {
+    type Handle = Suspension;
+
+    fn open(&mut self, mount: &Mount) -> Result<Suspension, FreezeError> {
         let fail = |errno| FreezeError {
             mount: mount.path.clone(),
             action: "freeze",
             errno,
         };
-        if self.held.contains_key(&mount.path) {
-            return Err(fail(Errno::EBUSY));
-        }
         let [a, b] = mount.fs_id.0;
         let fsid = Fsid {
             val: [
@@ -61,41 +71,44 @@ impl Freezer for UfsSuspend {
             .custom_flags(libc::O_CLOEXEC)
             .open(UFSSUSPEND_DEVICE)
             .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-        // SAFETY: `device` is open for the call; the kernel reads one fsid_t
-        // through the valid pointer to `fsid`, which has fsid_t's layout.
-        unsafe { ufs_suspend(device.as_raw_fd(), &raw const fsid) }.map_err(fail)?;
-        self.held.insert(mount.path.clone(), device);
-        Ok(())
+        Ok(Suspension { device, fsid })
     }
 
-    fn thaw(&mut self, mount: &Mount) -> Result<(), FreezeError> {
-        let Some(device) = self.held.remove(&mount.path) else {
-            return Err(FreezeError {
+    fn freeze(&mut self, handle: &mut Suspension, mount: &Mount) -> Result<(), FreezeError> {
+        // SAFETY: the descriptor is open for the call; the kernel reads one
+        // fsid_t through the valid pointer, which has fsid_t's layout.
+        unsafe { ufs_suspend(handle.device.as_raw_fd(), &raw const handle.fsid) }
+            .map(drop)
+            // ENOENT: no filesystem has that fsid any more (unmounted since
+            // the plan): nothing else is suspended in its place.
+            .map_err(|errno| FreezeError {
+                mount: mount.path.clone(),
+                action: "freeze",
+                errno,
+            })
+    }
+
+    fn thaw(&mut self, handle: &mut Suspension, mount: &Mount) -> Result<(), FreezeError> {
+        // SAFETY: the descriptor is open; UFSRESUME takes no argument.
+        match unsafe { ufs_resume(handle.device.as_raw_fd()) } {
+            // ENOENT: this descriptor holds no suspension (any more); the
+            // kernel clears it on success, so either way it is resumed.
+            Ok(_) | Err(Errno::ENOENT) => Ok(()),
+            Err(errno) => Err(FreezeError {
                 mount: mount.path.clone(),
                 action: "thaw",
-                errno: Errno::EINVAL,
-            });
-        };
-        // SAFETY: `device` is an open /dev/ufssuspend descriptor holding this
-        // mount's suspension; UFSRESUME takes no argument.
-        let resumed = unsafe { ufs_resume(device.as_raw_fd()) };
-        // Closing resumes too, so the filesystem is thawed either way; the
-        // ioctl is only there to report what the kernel said.
-        drop(device);
-        resumed.map(drop).map_err(|errno| FreezeError {
-            mount: mount.path.clone(),
-            action: "thaw",
-            errno,
-        })
+                errno,
+            }),
+        }
     }
 
     fn freeze_outlives_process(&self) -> bool {
         false
     }
 
-    fn thaw_leftover(&mut self, _path: &Path, _fs_id: FsId) -> Result<bool, FreezeError> {
+    fn thaw_leftover(&mut self, _path: &Path, _fs_id: FsId) -> Result<Leftover, FreezeError> {
         // A suspension ends with its descriptor, so nothing outlives a daemon.
-        Ok(false)
+        Ok(Leftover::NotFrozen)
     }
 
     /// sync(2), whatever the list: FreeBSD has no per-filesystem sync call,

@@ -11,20 +11,24 @@ mod freebsd;
 mod linux;
 
 #[cfg(target_os = "freebsd")]
-pub use freebsd::discover;
+pub use freebsd::{Getmntinfo as PlatformMountTable, discover, filesystem_of};
 #[cfg(target_os = "linux")]
-pub use linux::{discover, parse_mountinfo};
+pub use linux::{WatchedMountinfo as PlatformMountTable, discover, filesystem_of, parse_mountinfo};
 
 /// Which filesystem a mount shows: FreeBSD's `fsid_t`, Linux's device
-/// number. Two mounts with the same id are the same filesystem (bind or
-/// nullfs mounts), which must be frozen only once.
+/// number. Two mounts with the same id are the same filesystem (bind
+/// mounts on Linux), which must be frozen only once. A FreeBSD nullfs mount
+/// has an fsid of its own (nullfs_mount calls vfs_getnewfsid), so it never
+/// shares the id of the filesystem it shows; the policy skips nullfs by
+/// type instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FsId(pub [i64; 2]);
 
 /// One mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
-    /// Where it is mounted.
+    /// Where it is mounted: any bytes but NUL, not necessarily UTF-8. Show it
+    /// with `log::Escaped`, never `display()` alone, in anything logged.
     pub path: PathBuf,
     /// Filesystem type name (`ufs`, `zfs`, `ext4`, `tmpfs`...).
     pub fs_type: String,
@@ -50,16 +54,60 @@ pub enum MountError {
     },
 }
 
-/// Text of a fixed-size, NUL-terminated C name field (statfs's
+/// Where the engine gets the mount table.
+pub trait MountTable {
+    /// The mounted filesystems, in mount order.
+    fn list(&mut self) -> Result<Vec<Mount>, MountError>;
+    /// False only when the table is known not to have changed since the
+    /// last [`Self::list`]: FREEZE then reuses the plan CHECK made.
+    fn may_have_changed(&mut self) -> bool;
+}
+
+/// A mount table read through a function every time (tests, tools).
+impl<T: FnMut() -> Result<Vec<Mount>, MountError>> MountTable for T {
+    fn list(&mut self) -> Result<Vec<Mount>, MountError> {
+        self()
+    }
+    fn may_have_changed(&mut self) -> bool {
+        true
+    }
+}
+
+/// Undoes `\ooo` octal escapes (mountinfo escapes space, tab, newline and
+/// backslash so; the state file escapes every byte outside printable ASCII).
+/// Anything else, including a lone backslash, is kept as it is.
+pub fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' && i + 4 <= field.len() {
+            let digits = &field[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(byte) = u8::try_from(value) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The bytes of a fixed-size, NUL-terminated C name field (statfs's
 /// `f_mntonname` and friends); the whole field if it has no NUL.
 #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
-fn c_string(field: &[libc::c_char]) -> String {
-    let bytes: Vec<u8> = field
+fn c_bytes(field: &[libc::c_char]) -> Vec<u8> {
+    field
         .iter()
         .map(|&c| u8::from_ne_bytes(c.to_ne_bytes()))
         .take_while(|&b| b != 0)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -75,13 +123,13 @@ mod tests {
     }
 
     #[test]
-    fn c_string_stops_at_the_nul_or_the_end() {
-        assert_eq!(c_string(&field(b"ufs", 16)), "ufs");
-        assert_eq!(c_string(&field(b"/mnt/resource", 1024)), "/mnt/resource");
+    fn c_bytes_stop_at_the_nul_or_the_end() {
+        assert_eq!(c_bytes(&field(b"ufs", 16)), b"ufs");
+        assert_eq!(c_bytes(&field(b"/mnt/caf\xe9", 1024)), b"/mnt/caf\xe9");
         assert_eq!(
-            c_string(&field(b"0123456789abcdef", 16)),
-            "0123456789abcdef"
+            c_bytes(&field(b"0123456789abcdef", 16)),
+            b"0123456789abcdef"
         );
-        assert_eq!(c_string(&field(b"", 16)), "");
+        assert_eq!(c_bytes(&field(b"", 16)), b"");
     }
 }
