@@ -489,7 +489,8 @@ mod tests {
             proptest::prop_assert!(plan.veto.is_none());
             // Nothing frozen is covered by a later mount.
             for m in &plan.freeze {
-                let at = mounts.iter().position(|x| x == m).unwrap_or(0);
+                // The last identical entry is the visible one.
+                let at = mounts.iter().rposition(|x| x == m).unwrap_or(0);
                 proptest::prop_assert!(
                     !mounts[at + 1..].iter().any(|later| m.path.starts_with(&later.path)),
                     "{:?} is hidden", m.path
