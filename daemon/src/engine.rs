@@ -61,6 +61,10 @@ pub struct Engine<F: Freezer, C: Clock> {
     /// Filesystems an earlier daemon froze that could not be reached at
     /// start: kept in the state file and shown by the status.
     unreachable: Vec<FrozenMount>,
+    /// Where the active freeze is recorded (Linux): the state file of its
+    /// FREEZE, and the new one of a reload meanwhile, so that a daemon
+    /// restarted after a crash finds it whichever configuration it reads.
+    recorded_at: Vec<PathBuf>,
     watchdog: Watchdog,
     /// The watchdog thawed: the THAW that comes late is answered failure.
     thawed_by_watchdog: bool,
@@ -161,6 +165,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             status,
             freeze: None,
             unreachable: Vec::new(),
+            recorded_at: Vec::new(),
             watchdog,
             thawed_by_watchdog: false,
             after_answer: AfterAnswer::default(),
@@ -190,11 +195,45 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     /// state file.
     pub fn reload(&mut self, config: Config) {
         if self.freeze.is_some() {
+            self.record_also_at(&config.state_file);
             self.pending_config = Some(config);
             self.log
                 .notice("configuration read during a freeze: it applies after the thaw");
         } else {
             self.apply(config);
+        }
+    }
+
+    /// A reload that moves the state file while frozen: the active freeze
+    /// stays recorded where it was, and is recorded at the new place too
+    /// (unless that is on a frozen filesystem), because a daemon started
+    /// after a crash reads the new configuration.
+    fn record_also_at(&mut self, state_file: &std::path::Path) {
+        if self.recorded_at.is_empty() || self.recorded_at.iter().any(|p| p == state_file) {
+            return;
+        }
+        let dir = state_file.parent().unwrap_or(state_file);
+        if self.is_on_frozen_filesystem(dir) {
+            self.log.warning(format!(
+                "the new state_file {} is on a frozen filesystem: the active freeze stays \
+                 recorded in {} only",
+                Escaped(state_file.as_os_str()),
+                Escaped(self.recorded_at[0].as_os_str())
+            ));
+            return;
+        }
+        let mut frozen: Vec<FrozenMount> = self
+            .freeze
+            .iter()
+            .flat_map(|f| f.held.iter().map(|h| FrozenMount::from(&h.mount)))
+            .collect();
+        frozen.extend(self.unreachable.iter().cloned());
+        match statefile::record(state_file, &frozen) {
+            Ok(()) => self.recorded_at.push(state_file.to_owned()),
+            Err(e) => self.log.error(format!(
+                "cannot record the active freeze in the new state_file {}: {e}",
+                Escaped(state_file.as_os_str())
+            )),
         }
     }
 
@@ -241,15 +280,16 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     fn status_file_is_frozen(&self) -> bool {
+        let file = &self.config.status_file;
+        self.is_on_frozen_filesystem(file.parent().unwrap_or(file))
+    }
+
+    /// Whether `dir` is on a filesystem this daemon holds frozen. Unknown
+    /// counts as frozen: skipping a write is harmless, blocking is not.
+    fn is_on_frozen_filesystem(&self, dir: &std::path::Path) -> bool {
         let Some(active) = &self.freeze else {
             return false;
         };
-        let dir = self
-            .config
-            .status_file
-            .parent()
-            .unwrap_or(self.config.status_file.as_path());
-        // Unknown counts as frozen: skipping one status write is harmless.
         mounts::filesystem_of(dir)
             .map_or(true, |fs| active.held.iter().any(|h| h.mount.fs_id == fs))
     }
@@ -383,21 +423,31 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             return;
         }
         self.log.release();
-        if self.freezer.freeze_outlives_process() {
-            let result = if self.unreachable.is_empty() {
-                statefile::clear(&self.config.state_file)
-            } else {
-                statefile::record(&self.config.state_file, &self.unreachable)
-            };
-            if let Err(e) = result {
-                self.log.error(format!(
-                    "cannot update {}: {e}",
-                    Escaped(self.config.state_file.as_os_str())
-                ));
-            }
-        }
         if let Some(config) = self.pending_config.take() {
             self.apply(config);
+        }
+        if self.freezer.freeze_outlives_process() {
+            self.clear_records();
+        }
+    }
+
+    /// Nothing of ours is frozen: remove the records of the last freeze,
+    /// keeping only what could not be reached at start.
+    fn clear_records(&mut self) {
+        let mut records = std::mem::take(&mut self.recorded_at);
+        if !records.contains(&self.config.state_file) {
+            records.push(self.config.state_file.clone());
+        }
+        for path in records {
+            let result = if self.unreachable.is_empty() || path != self.config.state_file {
+                statefile::clear(&path)
+            } else {
+                statefile::record(&path, &self.unreachable)
+            };
+            if let Err(e) = result {
+                self.log
+                    .error(format!("cannot update {}: {e}", Escaped(path.as_os_str())));
+            }
         }
     }
 
@@ -748,7 +798,9 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
                 "cannot write the state file {}: {e}",
                 Escaped(self.config.state_file.as_os_str())
             )
-        })
+        })?;
+        self.recorded_at = vec![self.config.state_file.clone()];
+        Ok(())
     }
 
     /// Step 6: freeze, children first, root last, holding the logs from
@@ -1601,11 +1653,16 @@ mod tests {
         assert_eq!(h.engine.config().freeze_limit, Duration::from_secs(30));
         assert_eq!(h.engine.next_timeout(), Some(Duration::from_secs(30)));
         assert!(statefile::read(&h.state_file()).unwrap().is_some());
+        // A daemon restarted after a crash reads the new configuration: the
+        // freeze is recorded there too.
+        let copy = statefile::read(&moved).unwrap().unwrap();
+        assert_eq!(copy.frozen.len(), 3);
         h.send(Thaw, 2);
         assert!(
             statefile::read(&h.state_file()).unwrap().is_none(),
             "the active freeze's record was not cleared where it was written"
         );
+        assert!(statefile::read(&moved).unwrap().is_none());
         assert_eq!(h.engine.config().state_file, moved);
         assert_eq!(h.engine.config().freeze_limit, Duration::from_secs(5));
         assert!(h.log_contains("configuration reloaded"));
