@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 . .ci/lib.sh
 
 banner "end-to-end: prerequisites"
-ensure_apt xfsprogs e2fsprogs util-linux mount
+ensure_apt xfsprogs e2fsprogs util-linux mount bindfs
 require_root_fuse_loop 40-e2e
 
 banner "end-to-end: scenarios 1-9 (cargo test -p hv-vss-e2e --test e2e -- --ignored)"
@@ -27,6 +27,18 @@ HV_VSS_E2E_REQUIRED=1 HV_VSS_FAULTS_SUMMARY="$faults_summary" \
 	cargo test --locked -p hv-vss-e2e --test faults -- --ignored --test-threads=1
 cat "$faults_summary"
 rm -f "$faults_summary"
+
+banner "end-to-end: the host's deadline (cargo test -p hv-vss-e2e --test deadlines -- --ignored)"
+# Issue 12: request_budget shared by hooks, THAW answered before its hooks,
+# SIGTERM during FREEZE.
+HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test deadlines -- --ignored --test-threads=1
+
+banner "end-to-end: hold what you froze (cargo test -p hv-vss-e2e --test held -- --ignored)"
+# Issue 18: mount points covered, detached or hijacked by a stopped FUSE
+# server while frozen; repeated FREEZE; state_file moved by SIGHUP before a
+# crash; a mount point that is not UTF-8; a hidden filesystem; exclude
+# through a bind mount.
+HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test held -- --ignored --test-threads=1
 
 banner "end-to-end: hv-vss-sim backup (the README's first command)"
 cargo build --locked -p hv-vssd -p hv-vss-sim

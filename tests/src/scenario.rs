@@ -302,3 +302,41 @@ pub fn soak_malformed_packet(sim: &mut Simulation, rng: &mut XorShift) {
     let step: HostStep = steps[rng.below(steps.len())].parse().unwrap();
     send_malformed(sim, &step);
 }
+
+/// Starts the daemon on its configuration file as it is now (the
+/// simulation's own start writes a fresh one), logging where the
+/// simulation's daemons log.
+pub fn spawn_as_configured(setup: &hv_vss_sim::daemon::DaemonSetup) -> std::process::Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(setup.log_file())
+        .unwrap();
+    setup
+        .command()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Mounts an ext4 loop device back on its mount point when dropped, if
+/// nothing is mounted there (after a test moved or unmounted it).
+#[derive(Debug)]
+pub struct Remount {
+    pub device: PathBuf,
+    pub mount_point: PathBuf,
+}
+
+impl Drop for Remount {
+    fn drop(&mut self) {
+        if !is_mount_point(&self.mount_point) {
+            let _ = std::process::Command::new("mount")
+                .arg("-t")
+                .arg("ext4")
+                .arg(&self.device)
+                .arg(&self.mount_point)
+                .status();
+        }
+    }
+}

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, XorShift, assert_exactly_once, assert_nothing_frozen, failed, frozen, full_backup,
-    is_mount_point, mount_points, ok, options, soak_engine_only_operation, soak_malformed_packet,
-    started, tally, wait_for, wait_thawed,
+    REPLY, Remount, XorShift, assert_exactly_once, assert_nothing_frozen, failed, frozen,
+    full_backup, is_mount_point, mount_points, ok, options, soak_engine_only_operation,
+    soak_malformed_packet, started, tally, wait_for, wait_thawed,
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::kernel::KernelOptions;
@@ -348,25 +348,6 @@ impl Drop for Unmount {
                 drop(dir);
             }
             let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-/// Mounts a loop device back on its mount point when dropped.
-struct Remount {
-    device: PathBuf,
-    mount_point: PathBuf,
-}
-
-impl Drop for Remount {
-    fn drop(&mut self) {
-        if !is_mount_point(&self.mount_point) {
-            let _ = std::process::Command::new("mount")
-                .arg("-t")
-                .arg("ext4")
-                .arg(&self.device)
-                .arg(&self.mount_point)
-                .status();
         }
     }
 }
