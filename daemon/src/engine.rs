@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use hv_vss_proto::{DeviceOperation, DeviceStatus};
 
+use crate::busy::FreezeLock;
 use crate::child;
 use crate::config::Config;
 use crate::freezer::{FreezeError, Freezer, Leftover};
@@ -72,6 +73,11 @@ pub struct Engine<F: Freezer, C: Clock> {
     after_answer: AfterAnswer,
     /// Set by SIGTERM/SIGINT: a FREEZE in progress thaws and fails.
     stop: Arc<AtomicBool>,
+    /// One freeze at a time on this machine (the daemon's, or a local
+    /// `hv_vssctl test`): held from FREEZE until everything is thawed.
+    freeze_lock: Option<FreezeLock>,
+    /// False for `hv_vssctl test`: the status file is the daemon's.
+    publishes_status: bool,
     /// Skip reasons and hook refusals already logged (each is logged once).
     logged_once: HashSet<String>,
 }
@@ -170,6 +176,8 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             thawed_by_watchdog: false,
             after_answer: AfterAnswer::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            freeze_lock: None,
+            publishes_status: true,
             logged_once: HashSet::new(),
         }
     }
@@ -183,6 +191,18 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     /// froze and answers failure instead of success.
     pub fn set_stop_flag(&mut self, stop: Arc<AtomicBool>) {
         self.stop = stop;
+    }
+
+    /// Takes `lock` for every freeze: a FREEZE while someone else holds it
+    /// fails without touching anything.
+    pub fn set_freeze_lock(&mut self, lock: FreezeLock) {
+        self.freeze_lock = Some(lock);
+    }
+
+    /// Keeps the status in memory only (a local test freeze must not
+    /// overwrite the running daemon's status file).
+    pub fn without_status_file(&mut self) {
+        self.publishes_status = false;
     }
 
     /// The engine's clock: when a request was read.
@@ -268,7 +288,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     /// Publishes the status file, unless it lives on a frozen filesystem
     /// (a write there would block until the thaw; it is published then).
     pub fn publish_status(&mut self) {
-        if self.status_file_is_frozen() {
+        if !self.publishes_status || self.status_file_is_frozen() {
             return;
         }
         if let Err(e) = self.status.publish(&self.config.status_file) {
@@ -399,6 +419,11 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         if let Some(counter) = counter {
             *counter += 1;
         }
+        if self.freeze.is_none() {
+            if let Some(lock) = &mut self.freeze_lock {
+                lock.unlock();
+            }
+        }
         self.finish(name, msgid, read_at, &outcome);
         if outcome.success {
             DeviceStatus::Success
@@ -428,6 +453,9 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         }
         if self.freezer.freeze_outlives_process() {
             self.clear_records();
+        }
+        if let Some(lock) = &mut self.freeze_lock {
+            lock.unlock();
         }
     }
 
@@ -634,6 +662,9 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             return outcome;
         }
         self.thawed_by_watchdog = false;
+        if let Err(e) = self.lock_for_freeze() {
+            return Outcome::fail(e, 0);
+        }
         let budget = Budget::new(read_at, self.config.request_budget);
         let plan = match self.revalidated_plan() {
             Ok(plan) => plan,
@@ -702,6 +733,24 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
                 skipped: active.skipped,
             }
         })
+    }
+
+    fn lock_for_freeze(&mut self) -> Result<(), String> {
+        let Some(lock) = &mut self.freeze_lock else {
+            return Ok(());
+        };
+        match lock.try_lock() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "another freeze is under way on this machine ({} is locked, by \
+                 `hv_vssctl test`?): not freezing",
+                Escaped(lock.path().as_os_str())
+            )),
+            Err(e) => Err(format!(
+                "cannot lock {}: {e}",
+                Escaped(lock.path().as_os_str())
+            )),
+        }
     }
 
     /// Step 1: the freeze hooks in lexical order; the first failure vetoes
@@ -1612,6 +1661,26 @@ mod tests {
         h.send(Thaw, 2);
         assert_eq!(Status::read(&h.status_file()).unwrap().state, State::Idle);
         assert_eq!(Status::read(&h.status_file()).unwrap().counters.thaw_ok, 1);
+    }
+
+    #[test]
+    fn the_freeze_lock_is_held_while_frozen_and_a_held_lock_refuses_freeze() {
+        let mut h = Harness::new(ufs_guest(), "", FakeFreezer::default());
+        let path = crate::busy::lock_path(&h.dir.path().join("pid"));
+        h.engine.set_freeze_lock(FreezeLock::open(&path).unwrap());
+        let mut admin = FreezeLock::open(&path).unwrap();
+        assert_eq!(h.send(Freeze, 1), DeviceStatus::Success);
+        assert!(!admin.try_lock().unwrap(), "not held while frozen");
+        assert_eq!(h.send(Thaw, 2), DeviceStatus::Success);
+        assert!(admin.try_lock().unwrap(), "still held after the thaw");
+        // Somebody else's freeze (hv_vssctl test): FREEZE touches nothing.
+        h.freezer.calls.borrow_mut().clear();
+        assert_eq!(h.send(Freeze, 3), DeviceStatus::Fail);
+        assert!(h.calls().is_empty());
+        assert!(h.log_contains("another freeze is under way"));
+        admin.unlock();
+        assert_eq!(h.send(Freeze, 4), DeviceStatus::Success);
+        assert_eq!(h.send(Thaw, 5), DeviceStatus::Success);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`log`] holds log lines while anything is frozen; [`status`] and
 //! [`statefile`] are what the daemon leaves on disk.
 
+pub mod busy;
 pub mod child;
 pub mod cli;
 pub mod config;

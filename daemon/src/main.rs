@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use hv_vssd::busy::{self, FreezeLock};
 use hv_vssd::cli::{self, Args, Mode, exit};
 use hv_vssd::config::{Config, DEFAULT_CONFIG_PATH};
 use hv_vssd::device::{self, CharDevice, OpenError};
@@ -156,6 +157,13 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
         Box::new(mount_table),
         hook_owner,
     );
+    match FreezeLock::open(&busy::lock_path(pidfile.path())) {
+        Ok(lock) => engine.set_freeze_lock(lock),
+        Err(e) => engine.log.warning(format!(
+            "cannot open the freeze lock next to the pidfile ({e}): a local \
+             `hv_vssctl test` is not kept from freezing at the same time"
+        )),
+    }
     engine.recover();
     engine.publish_status();
     let explicit = args.config.is_some();

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub enum Program {
     Daemon,
     App,
+    /// `hv_vssctl`, the administrator's command.
+    Ctl,
 }
 
 impl Program {
@@ -16,6 +18,7 @@ impl Program {
         match self {
             Program::Daemon => "hv_vssd",
             Program::App => "hv_vss_app",
+            Program::Ctl => "hv_vssctl",
         }
     }
 
@@ -24,6 +27,7 @@ impl Program {
         match self {
             Program::Daemon => "HV_VSSD_BIN",
             Program::App => "HV_VSS_APP_BIN",
+            Program::Ctl => "HV_VSSCTL_BIN",
         }
     }
 
@@ -31,6 +35,7 @@ impl Program {
         match self {
             Program::Daemon => "hv-vssd",
             Program::App => "hv-vss-app",
+            Program::Ctl => "hv-vssctl",
         }
     }
 }

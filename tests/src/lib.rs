@@ -133,11 +133,12 @@ fn cross_process_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
 pub struct Binaries {
     pub daemon: PathBuf,
     pub app: PathBuf,
+    pub ctl: PathBuf,
 }
 
-/// Builds (once per test process) and returns `hv_vssd` and
-/// `hv_vss_app`, from the same target directory and profile as the test,
-/// unless `HV_VSSD_BIN` / `HV_VSS_APP_BIN` name them.
+/// Builds (once per test process) and returns `hv_vssd`, `hv_vss_app` and
+/// `hv_vssctl`, from the same target directory and profile as the test,
+/// unless `HV_VSSD_BIN` / `HV_VSS_APP_BIN` / `HV_VSSCTL_BIN` name them.
 ///
 /// Cargo's `CARGO_BIN_EXE_*` only covers binaries of the test's own
 /// package, so the test runs `cargo build` itself; cargo does not hold the
@@ -155,13 +156,26 @@ fn build() -> Result<Binaries, String> {
         .and_then(Path::parent)
         .ok_or("test binary is not in target/<profile>/deps")?;
     let overridden = |program: Program| std::env::var_os(program.env_var()).map(PathBuf::from);
-    if let (Some(daemon), Some(app)) = (overridden(Program::Daemon), overridden(Program::App)) {
-        return Ok(Binaries { daemon, app });
+    if let (Some(daemon), Some(app), Some(ctl)) = (
+        overridden(Program::Daemon),
+        overridden(Program::App),
+        overridden(Program::Ctl),
+    ) {
+        return Ok(Binaries { daemon, app, ctl });
     }
     let target_dir = profile_dir.parent().ok_or("no target directory")?;
     let mut cargo = std::process::Command::new(env!("CARGO"));
     cargo
-        .args(["build", "--quiet", "-p", "hv-vssd", "-p", "hv-vss-app"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "hv-vssd",
+            "-p",
+            "hv-vss-app",
+            "-p",
+            "hv-vssctl",
+        ])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
@@ -172,7 +186,7 @@ fn build() -> Result<Binaries, String> {
         .map_err(|e| format!("running cargo build: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "cargo build -p hv-vssd -p hv-vss-app failed:\n{}",
+            "cargo build -p hv-vssd -p hv-vss-app -p hv-vssctl failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }
@@ -180,5 +194,6 @@ fn build() -> Result<Binaries, String> {
         daemon: overridden(Program::Daemon)
             .unwrap_or_else(|| profile_dir.join(Program::Daemon.file_name())),
         app: overridden(Program::App).unwrap_or_else(|| profile_dir.join(Program::App.file_name())),
+        ctl: overridden(Program::Ctl).unwrap_or_else(|| profile_dir.join(Program::Ctl.file_name())),
     })
 }

@@ -32,6 +32,15 @@ pub fn filesystem_of(path: &std::path::Path) -> std::io::Result<FsId> {
     Ok(FsId([i64::from(fsid[0]), i64::from(fsid[1])]))
 }
 
+/// The filesystem an open file is on (fstatfs(2)'s fsid).
+pub fn filesystem_of_fd(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<FsId> {
+    let stat = nix::sys::statfs::fstatfs(fd)?;
+    let fsid = stat.filesystem_id();
+    // SAFETY: fsid_t is `struct { int32_t val[2]; }` (sys/mount.h), as above.
+    let fsid: [i32; 2] = unsafe { std::mem::transmute::<libc::fsid_t, [i32; 2]>(fsid) };
+    Ok(FsId([i64::from(fsid[0]), i64::from(fsid[1])]))
+}
+
 /// getmntinfo(3) every time: one getfsstat(2) of the kernel's cached
 /// statistics, cheap enough that FREEZE simply reads the table again and
 /// reuses CHECK's plan when it is unchanged.

@@ -44,6 +44,15 @@ pub fn filesystem_of(path: &std::path::Path) -> std::io::Result<FsId> {
     ]))
 }
 
+/// The filesystem an open file is on.
+pub fn filesystem_of_fd(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<FsId> {
+    let dev = nix::sys::stat::fstat(fd)?.st_dev;
+    Ok(FsId([
+        i64::from(libc::major(dev)),
+        i64::from(libc::minor(dev)),
+    ]))
+}
+
 /// The mount table with change notification: the kernel marks an open
 /// mountinfo file POLLPRI when the namespace's mounts change
 /// (fs/proc_namespace.c, mounts_poll), so an unchanged table costs one

@@ -11,9 +11,12 @@ mod freebsd;
 mod linux;
 
 #[cfg(target_os = "freebsd")]
-pub use freebsd::{Getmntinfo as PlatformMountTable, discover, filesystem_of};
+pub use freebsd::{Getmntinfo as PlatformMountTable, discover, filesystem_of, filesystem_of_fd};
 #[cfg(target_os = "linux")]
-pub use linux::{WatchedMountinfo as PlatformMountTable, discover, filesystem_of, parse_mountinfo};
+pub use linux::{
+    WatchedMountinfo as PlatformMountTable, discover, filesystem_of, filesystem_of_fd,
+    parse_mountinfo,
+};
 
 /// Which filesystem a mount shows: FreeBSD's `fsid_t`, Linux's device
 /// number. Two mounts with the same id are the same filesystem (bind
