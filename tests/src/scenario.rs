@@ -76,10 +76,8 @@ pub fn mount_points(sim: &Simulation) -> Vec<PathBuf> {
 /// Whether something is mounted exactly at `path` right now (the daemon's
 /// own mount-table reader, so escaped names match too).
 pub fn is_mount_point(path: &Path) -> bool {
-    hv_vssd::mounts::discover()
-        .unwrap()
-        .iter()
-        .any(|mount| mount.path == path)
+    // Never panics: cleanup guards call it while unwinding.
+    hv_vssd::mounts::discover().is_ok_and(|mounts| mounts.iter().any(|mount| mount.path == path))
 }
 
 /// The simulation's filesystems that are frozen now, in mount order.
