@@ -16,7 +16,9 @@ It also checks that the daemon port and pkg-rs agree on the rc.d scripts
 and on leaving the bundled module out, and what run.ps1 and the guest
 scripts read from the daemon: the JSON fields of `hv_vssd -s -j`
 (daemon/src/status.rs), the format of its per-request syslog line, and the
-pidfile of the rc.d script.
+pidfile of the rc.d script. And the names the guest checks the channel
+hand-over with: the VSS class GUID (proto/src/ic.rs) in guest/lib.sh and
+run.ps1, our driver's name (kmod/glue), the module verify-boot.sh expects.
 
 usage: python3 check_drift.py [--root REPO] [--expected FILE]
 """
@@ -205,6 +207,39 @@ def check_daemon_contract(root: Path) -> list:
     return errors
 
 
+def shell_var(path: Path, name: str) -> str | None:
+    m = re.search(rf"^{name}=(\S+)$", path.read_text(), re.MULTILINE)
+    return m.group(1).strip('"') if m else None
+
+
+def check_guest_names(root: Path, expected_file: Path) -> list:
+    """The names guest/ and run.ps1 use for the VSS channel and our driver."""
+    errors = []
+    hv = root / "tests/hyperv"
+    lib = hv / "guest/lib.sh"
+    ic = (root / "proto/src/ic.rs").read_text()
+    m = re.search(r'VSS_CLASS_GUID_STR: &str = "([0-9a-f-]+)"', ic)
+    if m is None:
+        return ["proto/src/ic.rs: no VSS_CLASS_GUID_STR"]
+    guid = m.group(1)
+    if shell_var(lib, "VSS_CLASSID") != guid:
+        errors.append(f"{lib}: VSS_CLASSID is {shell_var(lib, 'VSS_CLASSID')}, proto/src/ic.rs says {guid}")
+    ps = re.search(r"^\$VssClassId = '([0-9a-f-]+)'", (hv / "run.ps1").read_text(), re.MULTILINE)
+    if ps is None or ps.group(1) != guid:
+        errors.append(f"run.ps1: $VssClassId is {ps.group(1) if ps else None}, proto/src/ic.rs says {guid}")
+    glue = root / "kmod/glue/hv_vss_rs.c"
+    if glue.exists():
+        d = re.search(r"static driver_t \w+ = \{\s*\"(\w+)\"", glue.read_text())
+        if d is None or d.group(1) != shell_var(lib, "OUR_DRIVER"):
+            errors.append(f"{lib}: OUR_DRIVER is {shell_var(lib, 'OUR_DRIVER')}, {glue} names its driver "
+                          f"{d.group(1) if d else '(not found)'}")
+    kos = [Path(p).stem for p in read_expected(expected_file).get("hyperv-vss-kmod", set()) if p.endswith(".ko")]
+    verify = hv / "guest/verify-boot.sh"
+    if [shell_var(verify, "module")] != kos:
+        errors.append(f"{verify}: module={shell_var(verify, 'module')}, expected-files installs {kos}")
+    return errors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parent
@@ -212,7 +247,8 @@ def main() -> int:
     parser.add_argument("--expected", type=Path, default=here.parent / "expected-files")
     args = parser.parse_args()
     try:
-        errors = check(args.root, args.expected) + check_daemon_contract(args.root)
+        errors = (check(args.root, args.expected) + check_daemon_contract(args.root)
+                  + check_guest_names(args.root, args.expected))
     except Drift as e:
         errors = [str(e)]
     for error in errors:
@@ -221,7 +257,8 @@ def main() -> int:
         print(f"{len(errors)} differences between tests/hyperv and the packaging")
         return 1
     print("no drift: tests/hyperv/expected-files matches pkg-plist, the rc.d scripts and the kmod port;")
-    print("          the daemon's status JSON, syslog line and pidfile are what run.ps1 and guest/ read")
+    print("          the daemon's status JSON, syslog line and pidfile are what run.ps1 and guest/ read;")
+    print("          the VSS class GUID, our driver's and module's names are what guest/ and run.ps1 check")
     return 0
 
 
