@@ -361,7 +361,7 @@ hvvss_rs_make_dev(struct hvvss_rs_softc *sc, int unit)
 	struct make_dev_args args;
 
 	make_dev_args_init(&args);
-	/* CHECKNAME: fail with EEXIST while the base driver owns the names. */
+	/* CHECKNAME: fail (EEXIST) rather than panic if the names exist. */
 	args.mda_flags = MAKEDEV_CHECKNAME | MAKEDEV_WAITOK;
 	args.mda_devsw = &hvvss_rs_cdevsw;
 	args.mda_uid = UID_ROOT;
