@@ -33,11 +33,13 @@ echo "mandoc: ${pages[*]} clean"
 banner "packaging: devd rule and pkg-message"
 python3 devd/devd_conf_check.py --self-test
 python3 devd/devd_conf_check.py devd/hyperv.conf
-python3 - files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message.in <<'EOF'
+python3 - files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message <<'EOF'
 # pkg-message is UCL; ours is written in its JSON subset so json can check it.
+# SUB_FILES substitutes the .in template's %%PREFIX%% and %%EXAMPLESDIR%%.
 import json, sys
 for path in sys.argv[1:]:
     text = open(path, encoding="utf-8").read().replace("%%PREFIX%%", "/usr/local")
+    text = text.replace("%%EXAMPLESDIR%%", "/usr/local/share/examples/hyperv-vss")
     messages = json.loads(text)
     assert isinstance(messages, list) and messages, f"{path}: not a non-empty array"
     for m in messages:
@@ -50,13 +52,17 @@ EOF
 
 banner "packaging: ports vs Cargo.lock"
 scripts/port check
-scripts/port assemble "$work/ports"
-for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in; do
+scripts/port assemble "$work/ports" --tag HEAD
+for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in files/hv_vssd.in; do
 	test -s "$work/ports/sysutils/hyperv-vss/$file"
+done
+for file in Makefile Makefile.crates distinfo pkg-descr files/pkg-message; do
 	test -s "$work/ports/sysutils/hyperv-vss-kmod/$file"
 done
-test -s "$work/ports/sysutils/hyperv-vss/files/hv_vssd.in"
-echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely"
+# The module port lists its files in PLIST_FILES (as USES=kmod ports do).
+test ! -e "$work/ports/sysutils/hyperv-vss-kmod/pkg-plist"
+grep -q "^SHA256 (hyperv-vss-hyperv-vss-v.*_GH0.tar.gz) = " "$work/ports/sysutils/hyperv-vss-kmod/distinfo"
+echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely, distinfo included"
 
 banner "packaging: pkg-rs tests with every reader"
 venv="$HVVSS_TOOLS/pkg-venv"
