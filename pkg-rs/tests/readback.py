@@ -209,6 +209,8 @@ def main():
                 fail(f"{path}: manifest checksum {entry!r} != {digest}")
             if "source" in want:
                 source = open(os.path.join(source_dir, want["source"]), "rb").read()
+                for key, value in want.get("substitute", {}).items():
+                    source = source.replace(key.encode(), value.encode())
                 content = gzip.decompress(data) if want.get("gzip") else data
                 if content != source:
                     fail(f"{path}: content differs from {want['source']}")
