@@ -91,6 +91,8 @@ FREEBSD_PKG_PYTHON="$venv/bin/python" HVVSS_REQUIRE_PKG_READERS=1 \
 	cargo test --locked -q -p cargo-freebsd-pkg --test fixture_package
 
 banner "packaging: the project's package"
+scripts/build-pkg --help | grep -q 'freebsd-pkg repo' ||
+	{ echo "packaging: scripts/build-pkg --help must name the catalogue command" >&2; exit 1; }
 scripts/build-pkg --out "$work/dist"
 pkg=$(ls "$work"/dist/hyperv-vss-*.pkg)
 bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-freebsd/release"
