@@ -580,6 +580,7 @@ fn transform(
     if has_extension(&source_name, "in") {
         let text = String::from_utf8_lossy(&data);
         data = subs
+            .for_files()
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: source.to_owned(),
@@ -680,6 +681,7 @@ fn read_messages(
         .is_some_and(|e| e.eq_ignore_ascii_case("in"))
     {
         text = subs
+            .for_files()
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: path.to_owned(),

@@ -26,7 +26,27 @@ pub struct Substitutions {
     pub options: BTreeMap<String, bool>,
 }
 
+/// The directories bsd.port.mk gives relative to PREFIX in PLIST_SUB
+/// (EXAMPLESDIR=${EXAMPLESDIR_REL}, ...) and absolute in SUB_LIST.
+const PREFIXED_DIRS: [&str; 5] = ["DATADIR", "DOCSDIR", "EXAMPLESDIR", "WWWDIR", "ETCDIR"];
+
 impl Substitutions {
+    /// The substitutions for `.in` files and the message (the ports'
+    /// SUB_LIST): the same, with the `*DIR` directories made absolute under
+    /// PREFIX, as bsd.port.mk does, since those texts name installed paths.
+    pub fn for_files(&self) -> Self {
+        let mut files = self.clone();
+        let prefix = self.vars.get("PREFIX").cloned().unwrap_or_default();
+        for key in PREFIXED_DIRS {
+            if let Some(dir) = files.vars.get_mut(key) {
+                if !dir.starts_with('/') {
+                    *dir = format!("{}/{dir}", prefix.trim_end_matches('/'));
+                }
+            }
+        }
+        files
+    }
+
     /// Expand every `%%KEY%%` in `text`; `Err` names the first unknown key.
     pub fn expand(&self, text: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
@@ -572,6 +592,28 @@ mod tests {
         parse(text, Path::new("pkg-plist"), "/usr/local", &subs())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn files_see_the_port_directories_absolute_as_sub_list_gives_them() {
+        let plist = Substitutions {
+            vars: BTreeMap::from([
+                ("PREFIX".to_owned(), "/usr/local".to_owned()),
+                ("EXAMPLESDIR".to_owned(), "share/examples/x".to_owned()),
+                ("ETCDIR".to_owned(), "/etc/x".to_owned()),
+            ]),
+            options: BTreeMap::new(),
+        };
+        assert_eq!(
+            plist.expand("%%EXAMPLESDIR%%/a").unwrap(),
+            "share/examples/x/a"
+        );
+        let files = plist.for_files();
+        assert_eq!(
+            files.expand("%%EXAMPLESDIR%%/a").unwrap(),
+            "/usr/local/share/examples/x/a"
+        );
+        assert_eq!(files.expand("%%ETCDIR%%").unwrap(), "/etc/x");
     }
 
     #[test]
