@@ -126,12 +126,13 @@ echo "packaging: the devd rule and rc.d script are the same from pkg-rs and from
 banner "packaging: names FreeBSD base does not install, commands and pages that exist"
 python3 pkg-rs/tests/project_names.py "$pkg" "$work/ports/sysutils/hyperv-vss" \
 	"$work/ports/sysutils/hyperv-vss-kmod" pkg-rs/tests/freebsd-base-names.txt \
-	README.md man4 man7 man8 files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message.in
+	README.md man4 man7 man8 files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message
 
 # Nothing built or written for the package may be left out of pkg-plist.
+# (man4 is the kernel module's: the kmod port installs it, PLIST_FILES.)
 listing=$(bsdtar -tf "$pkg")
 left_out=0
-for file in files/examples/hooks.d/* man4/*.4 man7/*.7 man8/*.8; do
+for file in files/examples/hooks.d/* man7/*.7 man8/*.8; do
 	[ -e "$file" ] || continue
 	case "$file" in
 	files/examples/*) want="/usr/local/share/examples/hyperv-vss/${file#files/examples/}" ;;
@@ -145,8 +146,12 @@ done
 for bin in hv_vssd hv_vss_app; do
 	grep -qxF "/usr/local/sbin/$bin" <<<"$listing" || { echo "packaging: $bin missing" >&2; left_out=1; }
 done
+for page in man4/*.4; do
+	grep -q "share/man/man4/$(basename "$page").gz" port/hyperv-vss-kmod/Makefile ||
+		{ echo "packaging: $page is not in the kmod port's PLIST_FILES" >&2; left_out=1; }
+done
 [ "$left_out" = 0 ]
-echo "packaging: every hook example, man page and binary is in $(basename "$pkg")"
+echo "packaging: every hook example, man page and binary is in $(basename "$pkg") (man4 in the kmod port)"
 
 # The bundled-module variant (FreeBSD builds pass a real hv_vss_rs.ko): a
 # stand-in file proves the plist's BUNDLED_KMOD lines and kldxref scripts.

@@ -9,7 +9,7 @@ check fails CI unless that list is exactly what the packaging produces:
                    @sample, @dir, @cwd, option lines, PLIST_SUB values from
                    [workspace.metadata.freebsd-pkg] in Cargo.toml) plus the
                    rc.d scripts (rc-scripts there, USE_RC_SUBR in the port);
-  hyperv-vss-kmod  port/hyperv-vss-kmod/pkg-plist with KMODDIR, and the .ko
+  hyperv-vss-kmod  PLIST_FILES of port/hyperv-vss-kmod/Makefile with KMODDIR, and the .ko
                    name agrees with KMOD= in kmod/Makefile when it exists.
 
 It also checks that the daemon port and pkg-rs agree on the rc.d scripts
@@ -95,6 +95,22 @@ def make_var(makefile: Path, name: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def plist_files_var(makefile: Path, prefix: str, sub: dict) -> set:
+    """The files (absolute paths) a port's PLIST_FILES registers; ${VAR}s
+    from `sub`, relative paths under PREFIX, as bsd.port.mk does."""
+    value = make_var(makefile, "PLIST_FILES")
+    if value is None:
+        raise Drift(f"{makefile} sets no PLIST_FILES")
+    files = set()
+    for word in value.split():
+        for key, replacement in sub.items():
+            word = word.replace("${" + key + "}", str(replacement))
+        if "${" in word:
+            raise Drift(f"{makefile}: PLIST_FILES entry {word!r} uses an unknown variable")
+        files.add(_join(prefix, word))
+    return files
+
+
 def read_expected(path: Path) -> dict:
     expected = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
@@ -149,15 +165,15 @@ def check(root: Path, expected_file: Path) -> list:
     else:
         errors.append(f"{port_mk} is missing")
 
-    # --- hyperv-vss-kmod: its port's plist ----------------------------------
+    # --- hyperv-vss-kmod: its port's PLIST_FILES (USES=kmod ports list them so)
     kmod_port = root / "port/hyperv-vss-kmod"
     kmoddir = (make_var(kmod_port / "Makefile", "KMODDIR") or "/boot/modules").strip("/")
-    kmod_files = plist_files(kmod_port / "pkg-plist", prefix, {"KMODDIR": kmoddir}, {})
+    kmod_files = plist_files_var(kmod_port / "Makefile", prefix, {"KMODDIR": "/" + kmoddir})
     errors += compare("hyperv-vss-kmod", expected.get("hyperv-vss-kmod", set()), kmod_files,
-                      "port/hyperv-vss-kmod/pkg-plist")
+                      "PLIST_FILES in port/hyperv-vss-kmod/Makefile")
     kos = sorted(Path(p).name for p in kmod_files if p.endswith(".ko"))
     if len(kos) != 1:
-        errors.append(f"port/hyperv-vss-kmod/pkg-plist installs {kos}: the pipeline expects exactly one .ko")
+        errors.append(f"port/hyperv-vss-kmod installs {kos}: the pipeline expects exactly one .ko")
     kmod_mk = root / "kmod/Makefile"
     if kmod_mk.exists() and kos:
         kmod = make_var(kmod_mk, "KMOD")
