@@ -9,8 +9,10 @@ with a priority and a body of `match "var" "regex";`, `device-name`,
 for an event, only the highest-priority matching statement runs, and a
 `match` regex is anchored at both ends.
 
-usage: devd_conf_check.py FILE...   parse each file, then check that
-                                    devd/hyperv.conf wins over the base rule
+usage: devd_conf_check.py [--rule RULE [--prefix PREFIX]] [FILE...]
+           parse each FILE; with --rule, check that RULE (hyperv-vss's rule
+           as installed, %%PREFIX%% substituted; default prefix /usr/local)
+           wins over the base rule and runs our rc.d script
        devd_conf_check.py --self-test
 """
 
@@ -133,8 +135,8 @@ def dispatch(statements, event, kind="notify"):
     return None
 
 
-# The base system's VSS rules in /etc/devd/hyperv.conf (FreeBSD 14,
-# sbin/devd/hyperv.conf), transcribed for the dispatch check.
+# The base system's VSS rules in /etc/devd/hyperv.conf (freebsd-src
+# sbin/devd/hyperv.conf, 14.x and 15.x), transcribed for the dispatch check.
 BASE_RULES = """
 notify 11 {
 	match "system"		"DEVFS";
@@ -148,15 +150,17 @@ notify 11 {
 	match "subsystem"	"CDEV";
 	match "type"		"DESTROY";
 	match "cdev"		"hv_fsvss_dev";
-	action "pkill -x hv_vssd";
+	action "pkill -x hv_vss_daemon";
 };
 """
 
 
-def check_ours(statements, name):
+def check_ours(statements, name, prefix):
     both = statements + parse(BASE_RULES, "base hyperv.conf")
-    expect = {"CREATE": "/usr/local/etc/rc.d/hv_vssd onestart",
-              "DESTROY": "/usr/local/etc/rc.d/hv_vssd onestop"}
+    # "quietstart devd": the rc.d script starts the daemon unless
+    # hv_vssd_enable="NO" (files/hv_vssd.in); onestop stops it regardless.
+    expect = {"CREATE": f"{prefix}/etc/rc.d/hv_vssd quietstart devd",
+              "DESTROY": f"{prefix}/etc/rc.d/hv_vssd onestop"}
     for event_type, action in expect.items():
         event = {"system": "DEVFS", "subsystem": "CDEV", "type": event_type, "cdev": "hv_fsvss_dev"}
         winner = dispatch(both, event)
@@ -193,18 +197,36 @@ def self_test():
     print(f"devd: parser self-test passed ({len(broken)} broken inputs rejected)")
 
 
+def parse_file(path):
+    text = open(path, encoding="utf-8").read()
+    if "%%" in text:
+        sys.exit(f"devd: {path}: an unsubstituted %%KEY%% is left")
+    try:
+        statements = parse(text, path)
+    except ParseError as e:
+        sys.exit(f"devd: {e}")
+    print(f"devd: {path}: {len(statements)} statements parse")
+    return statements
+
+
 def main():
-    if sys.argv[1:] == ["--self-test"] or not sys.argv[1:]:
+    args = sys.argv[1:]
+    if args == ["--self-test"] or not args:
         self_test()
         return
-    for path in sys.argv[1:]:
-        try:
-            statements = parse(open(path, encoding="utf-8").read(), path)
-        except ParseError as e:
-            sys.exit(f"devd: {e}")
-        print(f"devd: {path}: {len(statements)} statements parse")
-        if path.endswith("devd/hyperv.conf"):
-            check_ours(statements, path)
+    rule, prefix = None, "/usr/local"
+    if "--rule" in args:
+        at = args.index("--rule")
+        rule = args[at + 1]
+        del args[at:at + 2]
+    if "--prefix" in args:
+        at = args.index("--prefix")
+        prefix = args[at + 1]
+        del args[at:at + 2]
+    for path in args:
+        parse_file(path)
+    if rule:
+        check_ours(parse_file(rule), rule, prefix)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Packaging (issue 7): lint what the package installs, keep the ports in
-# sync with Cargo.lock, build the project's .pkg and read it back with
-# readers that share no code with pkg-rs (bsdtar + Python, repopulator).
+# Packaging (issues 7, 12, 13, 14): lint what the package installs, check
+# the rc.d script and the devd rule, keep the ports in sync with Cargo.lock,
+# build the project's .pkg and read it back with readers that share no code
+# with pkg-rs (bsdtar + Python + readelf, repopulator), check that the port's
+# substitution gives the same files, and that no name is FreeBSD base's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=.ci/lib.sh
 . .ci/lib.sh
 
-ensure_apt libarchive-tools shellcheck mandoc openssl file python3-venv
+ensure_apt libarchive-tools shellcheck mandoc openssl file python3-venv binutils
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -30,14 +32,16 @@ done
 mandoc -Tlint -W warning "${pages[@]}"
 echo "mandoc: ${pages[*]} clean"
 
-banner "packaging: devd rule and pkg-message"
+banner "packaging: rc.d script (configtest, pidfile, devd knob) and pkg-message"
+python3 files/rc_script_check.py files/hv_vssd.in
 python3 devd/devd_conf_check.py --self-test
-python3 devd/devd_conf_check.py devd/hyperv.conf
-python3 - files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message.in <<'EOF'
+python3 - files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message <<'EOF'
 # pkg-message is UCL; ours is written in its JSON subset so json can check it.
+# SUB_FILES substitutes the .in template's %%PREFIX%% and %%EXAMPLESDIR%%.
 import json, sys
 for path in sys.argv[1:]:
     text = open(path, encoding="utf-8").read().replace("%%PREFIX%%", "/usr/local")
+    text = text.replace("%%EXAMPLESDIR%%", "/usr/local/share/examples/hyperv-vss")
     messages = json.loads(text)
     assert isinstance(messages, list) and messages, f"{path}: not a non-empty array"
     for m in messages:
@@ -50,13 +54,38 @@ EOF
 
 banner "packaging: ports vs Cargo.lock"
 scripts/port check
-scripts/port assemble "$work/ports"
-for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in; do
+scripts/port assemble "$work/ports" --tag HEAD
+for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in files/hv_vssd.in; do
 	test -s "$work/ports/sysutils/hyperv-vss/$file"
+done
+for file in Makefile Makefile.crates distinfo pkg-descr files/pkg-message; do
 	test -s "$work/ports/sysutils/hyperv-vss-kmod/$file"
 done
-test -s "$work/ports/sysutils/hyperv-vss/files/hv_vssd.in"
-echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely"
+# The module port lists its files in PLIST_FILES (as USES=kmod ports do).
+test ! -e "$work/ports/sysutils/hyperv-vss-kmod/pkg-plist"
+grep -q "^SHA256 (hyperv-vss-hyperv-vss-v.*_GH0.tar.gz) = " "$work/ports/sysutils/hyperv-vss-kmod/distinfo"
+echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely, distinfo included"
+
+# What bsd.port.mk's USE_RC_SUBR and SUB_FILES do to a FILESDIR template:
+# sed with SUB_LIST (PREFIX LOCALBASE DATADIR DOCSDIR EXAMPLESDIR WWWDIR
+# ETCDIR, Mk/bsd.port.mk) and drop "@comment " lines.
+port_substitute() {
+	local p=/usr/local
+	sed -e "s!%%PREFIX%%!$p!g" -e "s!%%LOCALBASE%%!$p!g" \
+		-e "s!%%DATADIR%%!$p/share/hyperv-vss!g" -e "s!%%DOCSDIR%%!$p/share/doc/hyperv-vss!g" \
+		-e "s!%%EXAMPLESDIR%%!$p/share/examples/hyperv-vss!g" -e "s!%%WWWDIR%%!$p/www/hyperv-vss!g" \
+		-e "s!%%ETCDIR%%!$p/etc/hyperv-vss!g" -e '/^@comment /d' "$1"
+}
+
+# The port's FILESDIR: the assembled port's files/, or, for a template it
+# does not carry, the in-tree port's (port/hyperv-vss/Makefile: FILESDIR=files).
+port_template() {
+	if [ -e "$work/ports/sysutils/hyperv-vss/files/$1" ]; then
+		echo "$work/ports/sysutils/hyperv-vss/files/$1"
+	else
+		echo "files/$1"
+	fi
+}
 
 banner "packaging: pkg-rs tests with every reader"
 venv="$HVVSS_TOOLS/pkg-venv"
@@ -68,16 +97,42 @@ FREEBSD_PKG_PYTHON="$venv/bin/python" HVVSS_REQUIRE_PKG_READERS=1 \
 	cargo test --locked -q -p cargo-freebsd-pkg --test fixture_package
 
 banner "packaging: the project's package"
+scripts/build-pkg --help | grep -q 'freebsd-pkg repo' ||
+	{ echo "packaging: scripts/build-pkg --help must name the catalogue command" >&2; exit 1; }
 scripts/build-pkg --out "$work/dist"
 pkg=$(ls "$work"/dist/hyperv-vss-*.pkg)
 bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-freebsd/release"
 python3 pkg-rs/tests/project_readback.py "$pkg" "$PWD" "$bin_dir"
 "$venv/bin/python" pkg-rs/tests/repopulator_check.py "$pkg" "$work/repopulator"
 
+banner "packaging: the devd rule and rc.d script, as pkg-rs and as the port install them"
+mkdir -p "$work/installed"
+bsdtar -xf "$pkg" -C "$work/installed" /usr/local/etc/devd/hyperv-vss.conf.sample /usr/local/etc/rc.d/hv_vssd 2>/dev/null
+rule="$work/installed/usr/local/etc/devd/hyperv-vss.conf.sample"
+python3 devd/devd_conf_check.py --rule "$rule"
+for pair in "hyperv-vss-devd.conf.in:$rule" "hv_vssd.in:$work/installed/usr/local/etc/rc.d/hv_vssd"; do
+	template=$(port_template "${pair%%:*}")
+	if ! diff -u <(port_substitute "$template") "${pair#*:}"; then
+		echo "packaging: $template substituted as the port does differs from the package's ${pair#*:}" >&2
+		exit 1
+	fi
+done
+if grep -q '/usr/local' files/hv_vssd.in files/hyperv-vss-devd.conf.in; then
+	echo "packaging: files/hv_vssd.in or files/hyperv-vss-devd.conf.in names /usr/local: write %%PREFIX%%" >&2
+	exit 1
+fi
+echo "packaging: the devd rule and rc.d script are the same from pkg-rs and from the port's SUB_LIST (%%PREFIX%% → /usr/local)"
+
+banner "packaging: names FreeBSD base does not install, commands and pages that exist"
+python3 pkg-rs/tests/project_names.py "$pkg" "$work/ports/sysutils/hyperv-vss" \
+	"$work/ports/sysutils/hyperv-vss-kmod" pkg-rs/tests/freebsd-base-names.txt \
+	README.md man4 man7 man8 files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message
+
 # Nothing built or written for the package may be left out of pkg-plist.
+# (man4 is the kernel module's: the kmod port installs it, PLIST_FILES.)
 listing=$(bsdtar -tf "$pkg")
 left_out=0
-for file in files/examples/hooks.d/* man4/*.4 man7/*.7 man8/*.8; do
+for file in files/examples/hooks.d/* man7/*.7 man8/*.8; do
 	[ -e "$file" ] || continue
 	case "$file" in
 	files/examples/*) want="/usr/local/share/examples/hyperv-vss/${file#files/examples/}" ;;
@@ -91,8 +146,12 @@ done
 for bin in hv_vssd hv_vss_app; do
 	grep -qxF "/usr/local/sbin/$bin" <<<"$listing" || { echo "packaging: $bin missing" >&2; left_out=1; }
 done
+for page in man4/*.4; do
+	grep -q "share/man/man4/$(basename "$page").gz" port/hyperv-vss-kmod/Makefile ||
+		{ echo "packaging: $page is not in the kmod port's PLIST_FILES" >&2; left_out=1; }
+done
 [ "$left_out" = 0 ]
-echo "packaging: every hook example, man page and binary is in $(basename "$pkg")"
+echo "packaging: every hook example, man page and binary is in $(basename "$pkg") (man4 in the kmod port)"
 
 # The bundled-module variant (FreeBSD builds pass a real hv_vss_rs.ko): a
 # stand-in file proves the plist's BUNDLED_KMOD lines and kldxref scripts.
@@ -109,6 +168,14 @@ import json, sys
 entries = [json.loads(l) for l in sys.stdin if l.strip()]
 assert [e["name"] for e in entries] == ["hyperv-vss"], entries
 assert entries[0]["path"].startswith("All/hyperv-vss-"), entries[0]["path"]
+assert entries[0]["sum"].startswith("2$"), entries[0]["sum"]
+assert entries[0]["shlibs_required"] == ["libc.so.7", "libthr.so.3"], entries[0].get("shlibs_required")
 print("repo: packagesite.yaml lists", entries[0]["name"], entries[0]["version"], entries[0]["pkgsize"], "bytes")'
+bsdtar -xOf "$work/repo/data.pkg" data | python3 -c '
+import json, sys
+data = json.load(sys.stdin)
+assert list(data) == ["groups", "expired_packages", "packages"], list(data)
+print("repo: data has", ", ".join(data), "as pkg repo writes them")'
+grep -qx 'filesite = "files";' "$work/repo/meta.conf"
 printf 'packaging: %s, %s bytes, %s files, %s directories\n' "$(basename "$pkg")" \
 	"$(stat -c %s "$pkg")" "$(bsdtar -tvf "$pkg" | grep -c '^-.* /')" "$(bsdtar -tvf "$pkg" | grep -c '^d')"

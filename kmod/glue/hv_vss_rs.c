@@ -11,8 +11,13 @@
  * to send a reply, wake pollers, arm or stop the callout, or log.
  *
  * Driver "hvvss_rs", module "hv_vss_rs": distinct from the base driver
- * ("hvvss" in module "hv_vss"), which must be disabled with the loader hint
- * hint.hvvss.0.disabled="1" for this one to get the channel.  See hv_vss_rs(4).
+ * ("hvvss" in module "hv_vss").  Both drivers probe the one VSS channel;
+ * newbus gives it to the higher probe value, and ours is BUS_PROBE_VENDOR
+ * against the base driver's BUS_PROBE_DEFAULT (vmbus_ic_probe() in
+ * sys/dev/hyperv/utilities/vmbus_ic.c), so loading this module at boot is
+ * enough.  hint.hvvss_rs.0.disabled="1" leaves the channel to the base
+ * driver.  A driver already attached keeps its device when the other
+ * module is loaded later: devctl(8) moves it.  See hv_vss_rs(4).
  */
 
 #include <sys/param.h>
@@ -39,6 +44,11 @@
 #include <dev/hyperv/utilities/vmbus_icvar.h>
 
 #include "hv_vss_rs.h"
+#include "vmbus_if.h"
+
+/* The newbus names: the driver and devclass, and the base driver's. */
+#define	HVVSS_RS_DRIVER		"hvvss_rs"
+#define	HVVSS_BASE_DRIVER	"hvvss"
 
 /* Defaults of the timeout_ms and rollback_timeout_ms sysctls. */
 #define	HVVSS_RS_TIMEOUT_MS	15000
@@ -47,6 +57,9 @@
 /* Room for the engine's counter names (sysctl keeps the pointers). */
 #define	HVVSS_RS_MAXCOUNTERS	16
 #define	HVVSS_RS_NAMELEN	32
+
+/* At most one "cannot receive" line per this many seconds. */
+#define	HVVSS_RS_RECV_LOG_SEC	60
 
 static MALLOC_DEFINE(M_HVVSS_RS, "hv_vss_rs", "Hyper-V VSS engine");
 
@@ -59,6 +72,9 @@ struct hvvss_rs_softc {
 	struct hvvss_engine	*sc_engine;
 	struct cdev		*sc_cdev[HVVSS_NDEVS];
 	struct selinfo		 sc_sel[HVVSS_NDEVS];
+	struct sysctl_ctx_list	 sc_sysctl;	/* ours, freed first */
+	struct timeval		 sc_recv_logged; /* ratecheck(9) */
+	int			 sc_recv_errors; /* since the last line */
 	int			 sc_log;	/* sysctl log */
 	bool			 sc_detaching;
 	char			 sc_counter_name[HVVSS_RS_MAXCOUNTERS]
@@ -66,18 +82,35 @@ struct hvvss_rs_softc {
 };
 
 static d_open_t		hvvss_rs_open;
-static d_close_t	hvvss_rs_close;
 static d_ioctl_t	hvvss_rs_ioctl;
 static d_poll_t		hvvss_rs_poll;
 
+/*
+ * No d_close: without D_TRACKCLOSE devfs calls it only when it counts no
+ * other reference to the device, and a concurrent open(2) (even one about
+ * to fail with EBUSY) or a lookup holds one, so the holder's close could be
+ * missed and the device stay "open" forever.  Each successful open instead
+ * gets a cdevpriv whose destructor runs exactly once: when the last
+ * descriptor of that open file goes away, or in destroy_dev() at detach
+ * (devfs_close_f() and destroy_devl() in sys/fs/devfs/devfs_vnops.c and
+ * sys/kern/kern_conf.c).
+ */
 static struct cdevsw hvvss_rs_cdevsw = {
 	.d_version =	D_VERSION,
 	.d_open =	hvvss_rs_open,
-	.d_close =	hvvss_rs_close,
 	.d_ioctl =	hvvss_rs_ioctl,
 	.d_poll =	hvvss_rs_poll,
 	.d_name =	"hv_vss_rs",
 };
+
+/* What the cdevpriv destructor needs: which device of which softc. */
+struct hvvss_rs_holder {
+	struct hvvss_rs_softc	*h_sc;
+	int			 h_dev;
+};
+
+/* Why the module's driver has no device, for hvvss_rs_report(). */
+static int hvvss_rs_attach_error;
 
 /* The engine's clock: uptime in milliseconds. */
 static uint64_t
@@ -156,6 +189,24 @@ hvvss_glue_log(void *ctx, int level, const char *line)
 
 /* ----- the VMBus channel ----- */
 
+/* A receive error, logged at most once a minute with the count. */
+static void
+hvvss_rs_recv_failed(struct hvvss_rs_softc *sc, int error)
+{
+	static const struct timeval interval = {
+		.tv_sec = HVVSS_RS_RECV_LOG_SEC
+	};
+
+	mtx_assert(&sc->sc_mtx, MA_OWNED);
+	sc->sc_recv_errors++;
+	if (!ratecheck(&sc->sc_recv_logged, &interval))
+		return;
+	device_printf(sc->sc_dev, "cannot receive from the host: %d "
+	    "(%d times since the last report; the channel is unusable "
+	    "until the module is reloaded)\n", error, sc->sc_recv_errors);
+	sc->sc_recv_errors = 0;
+}
+
 static void
 hvvss_rs_task(void *arg, int pending __unused)
 {
@@ -175,13 +226,13 @@ hvvss_rs_task(void *arg, int pending __unused)
 		error = vmbus_chan_recv(chan, sc->sc_ic.ic_buf, &len, &xid);
 		if (error != 0) {
 			/*
-			 * Empty ring.  ENOBUFS cannot happen (the buffer is
-			 * as large as the ring), EIO is a broken channel.
+			 * Otherwise the ring is empty.  ENOBUFS cannot happen
+			 * (the buffer is as large as the ring); EIO is a
+			 * corrupt packet header, which stays in the ring, so
+			 * every later interrupt meets it again.
 			 */
 			if (error == ENOBUFS || error == EIO)
-				device_printf(sc->sc_dev,
-				    "cannot receive from the host: %d\n",
-				    error);
+				hvvss_rs_recv_failed(sc, error);
 			mtx_unlock(&sc->sc_mtx);
 			return;
 		}
@@ -203,12 +254,33 @@ hvvss_rs_channel_cb(struct vmbus_channel *chan __unused, void *arg)
 
 /* ----- the character devices ----- */
 
+/* The engine's last close of one device, once per successful open. */
+static void
+hvvss_rs_release(struct hvvss_rs_softc *sc, int dev)
+{
+
+	mtx_lock(&sc->sc_mtx);
+	hvvss_engine_close(sc->sc_engine, sc, dev, hvvss_rs_now_ms());
+	mtx_unlock(&sc->sc_mtx);
+}
+
+/* cdevpriv destructor: the holder's open file is gone. */
+static void
+hvvss_rs_holder_gone(void *arg)
+{
+	struct hvvss_rs_holder *holder = arg;
+
+	hvvss_rs_release(holder->h_sc, holder->h_dev);
+	free(holder, M_HVVSS_RS);
+}
+
 static int
 hvvss_rs_open(struct cdev *cdev, int oflags, int devtype __unused,
     struct thread *td __unused)
 {
 	struct hvvss_rs_softc *sc = cdev->si_drv1;
-	int result;
+	struct hvvss_rs_holder *holder;
+	int error, result;
 
 	/*
 	 * Answering takes a descriptor open for reading and writing; the
@@ -222,25 +294,22 @@ hvvss_rs_open(struct cdev *cdev, int oflags, int devtype __unused,
 	mtx_unlock(&sc->sc_mtx);
 	switch (result) {
 	case HVVSS_OK:
-		return (0);
+		break;
 	case HVVSS_BUSY:
 		return (EBUSY);
 	default:
 		return (EINVAL);
 	}
-}
-
-static int
-hvvss_rs_close(struct cdev *cdev, int fflag __unused, int devtype __unused,
-    struct thread *td __unused)
-{
-	struct hvvss_rs_softc *sc = cdev->si_drv1;
-
-	mtx_lock(&sc->sc_mtx);
-	hvvss_engine_close(sc->sc_engine, sc, dev2unit(cdev),
-	    hvvss_rs_now_ms());
-	mtx_unlock(&sc->sc_mtx);
-	return (0);
+	holder = malloc(sizeof(*holder), M_HVVSS_RS, M_WAITOK);
+	holder->h_sc = sc;
+	holder->h_dev = dev2unit(cdev);
+	error = devfs_set_cdevpriv(holder, hvvss_rs_holder_gone);
+	if (error != 0) {
+		/* Not an open(2) of a file (no cdevpriv): undo. */
+		free(holder, M_HVVSS_RS);
+		hvvss_rs_release(sc, dev2unit(cdev));
+	}
+	return (error);
 }
 
 static int
@@ -292,7 +361,7 @@ hvvss_rs_make_dev(struct hvvss_rs_softc *sc, int unit)
 	struct make_dev_args args;
 
 	make_dev_args_init(&args);
-	/* CHECKNAME: fail with EEXIST while the base driver owns the names. */
+	/* CHECKNAME: fail (EEXIST) rather than panic if the names exist. */
 	args.mda_flags = MAKEDEV_CHECKNAME | MAKEDEV_WAITOK;
 	args.mda_devsw = &hvvss_rs_cdevsw;
 	args.mda_uid = UID_ROOT;
@@ -366,7 +435,14 @@ hvvss_rs_add_sysctls(struct hvvss_rs_softc *sc)
 	struct sysctl_oid *node;
 	int i, n;
 
-	ctx = device_get_sysctl_ctx(sc->sc_dev);
+	/*
+	 * Our own context, not the device's: newbus frees the device's only
+	 * after DEVICE_DETACH returned, when the engine and the mutex these
+	 * handlers take are gone.  sysctl_ctx_free() first in detach waits
+	 * for running handlers and removes ours.
+	 */
+	ctx = &sc->sc_sysctl;
+	sysctl_ctx_init(ctx);
 	child = SYSCTL_CHILDREN(device_get_sysctl_tree(sc->sc_dev));
 	SYSCTL_ADD_INT(ctx, child, OID_AUTO, "log", CTLFLAG_RWTUN,
 	    &sc->sc_log, 0,
@@ -399,23 +475,23 @@ hvvss_rs_add_sysctls(struct hvvss_rs_softc *sc)
 
 /* ----- newbus ----- */
 
+/*
+ * vmbus_ic_probe() would answer BUS_PROBE_DEFAULT, a tie with the base
+ * driver that newbus settles for whichever driver registered first.  So
+ * the same two checks, by hand, with BUS_PROBE_VENDOR.
+ */
 static int
 hvvss_rs_probe(device_t dev)
 {
 	struct hyperv_guid guid;
 
+	if (resource_disabled(device_get_name(dev), device_get_unit(dev)))
+		return (ENXIO);
 	hvvss_engine_class_guid(guid.hv_guid);
-	{
-		const struct vmbus_ic_desc descs[] = {
-			{
-				.ic_guid = guid,
-				.ic_desc = "Hyper-V VSS (hyperv-vss)"
-			},
-			VMBUS_IC_DESC_END
-		};
-
-		return (vmbus_ic_probe(dev, descs));
-	}
+	if (VMBUS_PROBE_GUID(device_get_parent(dev), dev, &guid) != 0)
+		return (ENXIO);
+	device_set_desc(dev, "Hyper-V VSS (hyperv-vss)");
+	return (BUS_PROBE_VENDOR);
 }
 
 static void
@@ -470,19 +546,24 @@ hvvss_rs_attach(device_t dev)
 	for (i = 0; i < HVVSS_NDEVS; i++) {
 		error = hvvss_rs_make_dev(sc, i);
 		if (error != 0) {
-			device_printf(dev, "cannot create /dev/%s (%d); is "
-			    "the base hvvss driver attached?  See hv_vss_rs(4)\n",
+			device_printf(dev, "cannot create /dev/%s: %d\n",
 			    hvvss_engine_device_name(i), error);
 			goto fail;
 		}
 	}
 	error = vmbus_ic_attach(dev, hvvss_rs_channel_cb);
-	if (error != 0)
+	if (error != 0) {
+		device_printf(dev, "cannot open the VMBus channel: %d\n",
+		    error);
 		goto fail;
+	}
+	hvvss_rs_attach_error = 0;
 	return (0);
 fail:
+	sysctl_ctx_free(&sc->sc_sysctl);
 	hvvss_rs_destroy_devs(sc);
 	hvvss_rs_free(sc);
+	hvvss_rs_attach_error = error;
 	return (error);
 }
 
@@ -491,6 +572,9 @@ hvvss_rs_detach(device_t dev)
 {
 	struct hvvss_rs_softc *sc = device_get_softc(dev);
 
+	/* No sysctl handler runs past this point, or starts. */
+	sysctl_ctx_free(&sc->sc_sysctl);
+	/* Runs the destructor of each open: the engine sees the closes. */
 	hvvss_rs_destroy_devs(sc);
 
 	/* Stop reading the ring, and let a running drain finish. */
@@ -523,6 +607,55 @@ static driver_t hvvss_rs_driver = {
 	sizeof(struct hvvss_rs_softc)
 };
 
+/*
+ * Say in dmesg why the module is loaded but has no device.  A SYSINIT of
+ * the module's own runs after its DRIVER_MODULE (SI_SUB_DRIVERS), which
+ * probes existing channels at kldload; at boot it runs after vmbus has
+ * attached the devices of the host's first offers (vmbus_scan() waits for
+ * them, sys/dev/hyperv/vmbus/vmbus.c).
+ */
+static void
+hvvss_rs_report(void *arg __unused)
+{
+	devclass_t dc;
+	device_t base, ours;
+
+	bus_topo_lock();
+	dc = devclass_find(HVVSS_RS_DRIVER);
+	ours = dc != NULL ? devclass_get_device(dc, 0) : NULL;
+	dc = devclass_find(HVVSS_BASE_DRIVER);
+	base = dc != NULL ? devclass_get_device(dc, 0) : NULL;
+	if (ours != NULL && device_is_attached(ours)) {
+		/* Attached: its attach line said so. */
+	} else if (resource_disabled(HVVSS_RS_DRIVER, 0)) {
+		printf("hv_vss_rs: loaded, not attached: disabled by "
+		    "hint.%s.0.disabled\n", HVVSS_RS_DRIVER);
+	} else if (base != NULL && device_is_attached(base)) {
+		printf("hv_vss_rs: loaded, not attached: the base driver %s "
+		    "has the VSS channel; to switch: devctl set driver -f %s "
+		    "%s (hv_vss_rs(4))\n", device_get_nameunit(base),
+		    device_get_nameunit(base), HVVSS_RS_DRIVER);
+	} else if (hvvss_rs_attach_error != 0) {
+		printf("hv_vss_rs: loaded, not attached: attach failed "
+		    "with error %d (see above)\n", hvvss_rs_attach_error);
+	} else {
+		printf("hv_vss_rs: loaded, not attached: no Hyper-V VSS "
+		    "channel (not a Hyper-V guest, or the host's Backup "
+		    "integration service is off)\n");
+	}
+	bus_topo_unlock();
+}
+SYSINIT(hvvss_rs_report, SI_SUB_LAST, SI_ORDER_ANY, hvvss_rs_report, NULL);
+
 DRIVER_MODULE(hv_vss_rs, vmbus, hvvss_rs_driver, NULL, NULL);
 MODULE_VERSION(hv_vss_rs, 1);
 MODULE_DEPEND(hv_vss_rs, vmbus, 1, 1, 1);
+/*
+ * vmbus_ic_attach() and vmbus_ic_detach() live in hv_utils.ko when hyperv
+ * is built as modules (sys/modules/hyperv/utilities: vmbus_ic.c next to
+ * hv_snapshot.c, whose module is "hv_vss").  The kernel linker resolves a
+ * module's symbols only from the kernel and its dependencies, so depend on
+ * hv_vss: loader(8) and kldload(8) then load hv_utils.ko first, and with
+ * `device hyperv` in the kernel (GENERIC) the dependency is already met.
+ */
+MODULE_DEPEND(hv_vss_rs, hv_vss, 1, 1, 1);

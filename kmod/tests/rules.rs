@@ -1014,6 +1014,30 @@ fn second_open_is_busy_until_the_first_closes() {
     engine.open(Device::Fs).unwrap();
 }
 
+/// The glue tells the engine one close per successful open (a cdevpriv
+/// destructor, `kmod/glue/hv_vss_rs.c`), and none for a refused one: the
+/// holder keeps its device, and the request it was handed, untouched.
+#[test]
+fn a_refused_open_leaves_the_holder_and_its_request_untouched() {
+    let mut engine = engine_with(false);
+    let mut fx = Recorder::default();
+    engine.on_host_packet(&vss(HostOperation::Freeze, 0), XID, T0, &mut fx);
+    let freeze = engine.read(Device::Fs);
+    assert_eq!(freeze.operation(), Ok(DeviceOperation::Freeze));
+    assert_eq!(engine.open(Device::Fs), Err(OpenError::Busy));
+    assert!(engine.party(Device::Fs).open);
+    assert!(fx.take_replies().is_empty());
+    engine
+        .write(
+            Device::Fs,
+            &freeze.with_status(DeviceStatus::Success),
+            at(1),
+            &mut fx,
+        )
+        .unwrap();
+    assert_eq!(fx.one_status(XID), HostStatus::Ok);
+}
+
 #[test]
 fn read_with_nothing_queued_returns_status_fail_and_poll_is_not_readable() {
     let mut engine = engine_with(true);

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
+use freebsd_pkg::format::PkgVersion;
 use freebsd_pkg::{BuildOptions, Compression, crates, metadata, package, repo};
 use sha2::Digest as _;
 
@@ -31,6 +32,9 @@ enum Command {
         /// zstd, xz or none.
         #[arg(long, default_value = "zstd")]
         compression: Compression,
+        /// Oldest pkg the repository serves: package sums as its `pkg repo` writes them.
+        #[arg(long, default_value_t = PkgVersion::default())]
+        min_pkg_version: PkgVersion,
     },
     /// Print (or check) the port's Makefile.crates for a Cargo.lock.
     CargoCrates {
@@ -116,9 +120,13 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Build(args) => build(args),
-        Command::Repo { dir, compression } => {
-            let entries =
-                repo::write_catalogue(&dir, compression, mtime(None)).map_err(|e| e.to_string())?;
+        Command::Repo {
+            dir,
+            compression,
+            min_pkg_version,
+        } => {
+            let entries = repo::write_catalogue(&dir, compression, min_pkg_version, mtime(None))
+                .map_err(|e| e.to_string())?;
             println!("indexed {} package(s) in {}", entries.len(), dir.display());
             Ok(())
         }
@@ -163,7 +171,7 @@ fn run(command: Command) -> Result<(), String> {
             for (name, path) in distfiles {
                 let data =
                     fs::read(&path).map_err(|e| format!("cannot read distfile {path}: {e}"))?;
-                let sum = freebsd_pkg::manifest::hex(&sha2::Sha256::digest(&data));
+                let sum = freebsd_pkg::checksum::hex(&sha2::Sha256::digest(&data));
                 let _ = write!(
                     text,
                     "SHA256 ({name}) = {}
@@ -232,8 +240,8 @@ fn build(args: BuildArgs) -> Result<(), String> {
         "wrote {} ({} bytes, {} files, {} directories, flatsize {})",
         built.path.display(),
         built.size,
-        built.manifest.files.len(),
-        built.manifest.directories.len(),
+        built.manifest.contents.files.len(),
+        built.manifest.contents.directories.len(),
         built.manifest.compact.flatsize
     );
     Ok(())

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::format::PkgVersion;
+
 /// The `freebsd-pkg` metadata table, as written in Cargo.toml.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -24,8 +26,10 @@ pub struct PackageMetadata {
     pub comment: String,
     /// File holding the long description (the port's pkg-descr).
     pub description_file: PathBuf,
-    /// Maintainer e-mail address.
-    pub maintainer: String,
+    /// Who maintains the package; default: the first Cargo `authors` entry
+    /// (as cargo-deb does). A package built outside the ports tree names its
+    /// own project here, not a ports-tree address such as ports@FreeBSD.org.
+    pub maintainer: Option<String>,
     /// Project home page (the port's WWW).
     pub www: String,
     /// Ports license names, e.g. `BSD2CLAUSE`.
@@ -70,9 +74,15 @@ pub struct PackageMetadata {
     /// → source path relative to the manifest directory, with `{var}` placeholders.
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
-    /// Extra manifest annotations.
+    /// Extra manifest annotations. `FreeBSD_version` set here wins over the
+    /// one read from the packaged binaries.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The oldest pkg(8) the package must install on; it picks the manifest
+    /// form and checksums that pkg's `pkg create` writes (see
+    /// [`crate::format`]). Default: the current pkg, 2.8.
+    #[serde(default)]
+    pub min_pkg_version: PkgVersion,
 }
 
 fn default_prefix() -> String {
@@ -124,6 +134,8 @@ pub struct LoadedMetadata {
     pub metadata: PackageMetadata,
     /// `version` from the metadata, else from `[package]`, else `[workspace.package]`.
     pub version: String,
+    /// `maintainer` from the metadata, else the first Cargo author.
+    pub maintainer: String,
 }
 
 /// Why the metadata could not be read.
@@ -151,9 +163,18 @@ pub enum MetadataError {
     /// Neither table exists.
     #[error(
         "{path}: no [package.metadata.freebsd-pkg] or [workspace.metadata.freebsd-pkg] table\n\
-         fix: add one with at least name, origin, comment, description-file, maintainer, www, abi and plist"
+         fix: add one with at least name, origin, comment, description-file, www, abi and plist"
     )]
     Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No maintainer anywhere.
+    #[error(
+        "{path}: no package maintainer\n\
+         fix: set `maintainer` in the freebsd-pkg table or `authors` in [package] / [workspace.package]"
+    )]
+    NoMaintainer {
         /// The file.
         path: PathBuf,
     },
@@ -183,11 +204,13 @@ struct CargoWorkspace {
 #[derive(Deserialize)]
 struct CargoWorkspacePackage {
     version: Option<String>,
+    authors: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
 struct CargoSection {
     version: Option<toml::Value>,
+    authors: Option<toml::Value>,
     metadata: Option<MetadataSection>,
 }
 
@@ -215,11 +238,19 @@ pub fn parse(text: &str, manifest_path: &Path) -> Result<LoadedMetadata, Metadat
             path: manifest_path.to_owned(),
             source: Box::new(source),
         })?;
-    let workspace_version = manifest
-        .workspace
+    let workspace_package = manifest.workspace.as_ref().and_then(|w| w.package.as_ref());
+    let workspace_version = workspace_package.and_then(|p| p.version.clone());
+    let workspace_author = workspace_package
+        .and_then(|p| p.authors.as_ref())
+        .and_then(|a| a.first().cloned());
+    // `authors.workspace = true` is a table: fall through to the workspace.
+    let package_author = manifest
+        .package
         .as_ref()
-        .and_then(|w| w.package.as_ref())
-        .and_then(|p| p.version.clone());
+        .and_then(|p| p.authors.as_ref())
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.first())
+        .and_then(|a| a.as_str().map(str::to_owned));
     // `version.workspace = true` is a table, not a string: fall through to the workspace.
     let package_version = manifest
         .package
@@ -247,6 +278,14 @@ pub fn parse(text: &str, manifest_path: &Path) -> Result<LoadedMetadata, Metadat
         .ok_or_else(|| MetadataError::NoVersion {
             path: manifest_path.to_owned(),
         })?;
+    let maintainer = metadata
+        .maintainer
+        .clone()
+        .or(package_author)
+        .or(workspace_author)
+        .ok_or_else(|| MetadataError::NoMaintainer {
+            path: manifest_path.to_owned(),
+        })?;
     let root = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned);
@@ -260,6 +299,7 @@ pub fn parse(text: &str, manifest_path: &Path) -> Result<LoadedMetadata, Metadat
         root,
         metadata,
         version,
+        maintainer,
     })
 }
 
@@ -289,6 +329,41 @@ plist = "pkg-plist"
         assert_eq!(loaded.metadata.prefix, "/usr/local");
         assert_eq!(loaded.root, Path::new("/x"));
         assert_eq!(loaded.metadata.license_logic, LicenseLogic::Single);
+        assert_eq!(loaded.maintainer, "a@example.org");
+        assert_eq!(loaded.metadata.min_pkg_version, PkgVersion::new(2, 8));
+    }
+
+    #[test]
+    fn maintainer_defaults_to_the_first_author() {
+        let text = MINIMAL
+            .replace("maintainer = \"a@example.org\"\n", "")
+            .replace(
+                "version = \"1.2.3\"",
+                "version = \"1.2.3\"\nauthors = [\"Demo Team <t@example.org>\"]",
+            );
+        let loaded = parse(&text, Path::new("Cargo.toml")).unwrap();
+        assert_eq!(loaded.maintainer, "Demo Team <t@example.org>");
+        let err = parse(
+            &MINIMAL.replace("maintainer = \"a@example.org\"\n", ""),
+            Path::new("Cargo.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no package maintainer"), "{err}");
+    }
+
+    #[test]
+    fn min_pkg_version_is_checked() {
+        let text = format!("{MINIMAL}min-pkg-version = \"2.4\"\n");
+        let loaded = parse(&text, Path::new("Cargo.toml")).unwrap();
+        assert_eq!(loaded.metadata.min_pkg_version, PkgVersion::new(2, 4));
+        let err = parse(
+            &format!("{MINIMAL}min-pkg-version = \"1.10\"\n"),
+            Path::new("Cargo.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("older than 1.17"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use flate2::{Compression as GzLevel, GzBuilder};
 
 use crate::archive::{self, Compression, Member, MemberKind};
-use crate::manifest::{self, CompactManifest, Manifest, Message};
+use crate::elf::{self, ElfOs};
+use crate::format::ManifestFormat;
+use crate::manifest::{self, CompactManifest, Contents, DirEntry, FileEntry, Manifest, Message};
 use crate::metadata::LoadedMetadata;
 use crate::plist::{self, Plist, PlistFile, ScriptKind, Substitutions};
 
@@ -179,6 +181,25 @@ pub enum BuildError {
         /// The Cargo.toml.
         manifest: PathBuf,
     },
+    /// A packaged binary was built for another FreeBSD release than `abi` says.
+    #[error(
+        "{path} was built for FreeBSD {found} (__FreeBSD_version {version}), but abi is \"{abi}\"\n\
+         fix: build it for FreeBSD {expected}, or set abi in {manifest} to the release it was built for"
+    )]
+    AbiMismatch {
+        /// The install path of the binary.
+        path: String,
+        /// Its `__FreeBSD_version`.
+        version: u32,
+        /// The major release that means.
+        found: u32,
+        /// The metadata's `abi`.
+        abi: String,
+        /// The major release of `abi`.
+        expected: u32,
+        /// The Cargo.toml.
+        manifest: PathBuf,
+    },
     /// The package could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -229,13 +250,18 @@ pub fn build(loaded: &LoadedMetadata, options: &BuildOptions) -> Result<BuiltPac
         None => Vec::new(),
     };
     let scripts = scripts(loaded, &plist)?;
+    let binaries = BinaryFacts::of(loaded, &files)?;
+    let mut annotations = meta.annotations.clone();
+    annotations
+        .entry("FreeBSD_version".to_owned())
+        .or_insert_with(|| binaries.freebsd_version.to_string());
 
     let compact = CompactManifest {
         name: meta.name.clone(),
         origin: meta.origin.clone(),
         version: loaded.version.clone(),
         comment: meta.comment.clone(),
-        maintainer: meta.maintainer.clone(),
+        maintainer: loaded.maintainer.clone(),
         www: meta.www.clone(),
         abi: meta.abi.clone(),
         arch,
@@ -246,26 +272,35 @@ pub fn build(loaded: &LoadedMetadata, options: &BuildOptions) -> Result<BuiltPac
         desc: manifest::urlencode(desc.trim_end()),
         deps: meta.deps.clone(),
         categories: meta.categories.clone(),
-        annotations: meta.annotations.clone(),
+        shlibs_required: binaries.shlibs_required,
+        annotations,
         messages,
     };
+    let format = ManifestFormat::from(meta.min_pkg_version);
     let manifest = Manifest {
         compact,
-        files: files
-            .iter()
-            .map(|f| {
-                (
-                    manifest::urlencode(&f.path),
-                    manifest::file_checksum(&f.data),
-                )
-            })
-            .collect(),
-        directories: plist
-            .dirs
-            .iter()
-            .map(|d| (manifest::urlencode(&d.path), "y".to_owned()))
-            .collect(),
-        scripts,
+        contents: Contents {
+            files: files
+                .iter()
+                .map(|f| {
+                    (
+                        manifest::urlencode(&f.path),
+                        file_entry(format, f, options.mtime),
+                    )
+                })
+                .collect(),
+            directories: plist
+                .dirs
+                .iter()
+                .map(|d| (manifest::urlencode(&d.path), dir_entry(format, d)))
+                .collect(),
+            scripts,
+            lua_scripts: plist
+                .lua_scripts
+                .iter()
+                .map(|(kind, chunks)| (kind.as_str().to_owned(), chunks.clone()))
+                .collect(),
+        },
     };
 
     let members = members(&manifest, files, &plist);
@@ -398,13 +433,131 @@ fn stage_file(
     let data = transform(loaded, subs, source, &entry.path, raw)?;
     let attrs = &entry.attributes;
     Ok(StagedFile {
+        mode: attrs
+            .mode
+            .unwrap_or_else(|| default_mode(&entry.path, executable)),
         path: entry.path.clone(),
         data,
-        // The ports' install conventions: programs and scripts 0555, data 0444.
-        mode: attrs.mode.unwrap_or(if executable { 0o555 } else { 0o444 }),
         owner: attrs.owner.clone().unwrap_or_else(|| "root".to_owned()),
         group: attrs.group.clone().unwrap_or_else(|| "wheel".to_owned()),
     })
+}
+
+/// The mode a port's install macros give a file (Mk/bsd.port.mk with
+/// share/mk/bsd.own.mk's BINMODE 555 and MANMODE 444): INSTALL_PROGRAM and
+/// INSTALL_SCRIPT 0555, INSTALL_KLD 0555, INSTALL_MAN 0444, INSTALL_DATA
+/// 0644 (`_SHAREMODE`). Data must stay writable by its owner: pkg.copy gives
+/// a configuration file the mode of its `@sample`.
+fn default_mode(install_path: &str, executable: bool) -> u32 {
+    let is_man_page = install_path
+        .split('/')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0] == "man" && w[1].starts_with("man"));
+    let is_kernel_module = Path::new(install_path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ko"));
+    if executable || is_kernel_module {
+        0o555
+    } else if is_man_page {
+        0o444
+    } else {
+        0o644
+    }
+}
+
+/// A file's `files` entry in the form `format` asks for.
+fn file_entry(format: ManifestFormat, file: &StagedFile, mtime: u64) -> FileEntry {
+    let sum = format.checksum.file_sum(&file.data);
+    if !format.file_objects {
+        return FileEntry::Sum(sum);
+    }
+    FileEntry::Attributes {
+        sum,
+        uname: file.owner.clone(),
+        gname: file.group.clone(),
+        perm: manifest::perm_string(file.mode),
+        // pkg create writes mtime only when it is set (not 0).
+        mtime: (mtime > 0).then_some(mtime),
+    }
+}
+
+/// A directory's `directories` entry in the form `format` asks for.
+fn dir_entry(format: ManifestFormat, dir: &plist::PlistDir) -> DirEntry {
+    if !format.file_objects {
+        return DirEntry::Keep("y".to_owned());
+    }
+    DirEntry::Attributes {
+        uname: dir
+            .attributes
+            .owner
+            .clone()
+            .unwrap_or_else(|| "root".to_owned()),
+        gname: dir
+            .attributes
+            .group
+            .clone()
+            .unwrap_or_else(|| "wheel".to_owned()),
+        perm: manifest::perm_string(dir_mode(dir)),
+    }
+}
+
+/// `@dir` without a mode: 0755, as the ports' MKDIR leaves it.
+fn dir_mode(dir: &plist::PlistDir) -> u32 {
+    dir.attributes.mode.unwrap_or(0o755)
+}
+
+/// What the packaged ELF files say, as `pkg create` reads it.
+struct BinaryFacts {
+    /// Sorted `DT_NEEDED` of the native FreeBSD files, minus what the
+    /// package provides itself (`pkg_cleanup_shlibs_required`).
+    shlibs_required: Vec<String>,
+    /// The highest `__FreeBSD_version` among them, or `abi`'s release
+    /// (`major * 100000`, what `pkg create` writes for an ABI given without
+    /// OSVERSION) when no binary carries one.
+    freebsd_version: u32,
+}
+
+impl BinaryFacts {
+    fn of(loaded: &LoadedMetadata, files: &[StagedFile]) -> Result<Self, BuildError> {
+        let meta = &loaded.metadata;
+        let (_, major, machine) =
+            manifest::split_abi(&meta.abi).ok_or_else(|| BuildError::BadAbi {
+                manifest: loaded.manifest_path.clone(),
+                abi: meta.abi.clone(),
+            })?;
+        let native_machine = elf::machine_for_abi(machine);
+        let mut required = std::collections::BTreeSet::new();
+        let mut provided = std::collections::BTreeSet::new();
+        let mut freebsd_version = None;
+        for file in files {
+            let Some(facts) = elf::analyse(&file.data) else {
+                continue;
+            };
+            if facts.os != ElfOs::FreeBsd || native_machine.is_some_and(|m| m != facts.machine) {
+                continue;
+            }
+            if let Some(version) = facts.freebsd_version {
+                if version / 100_000 != major {
+                    return Err(BuildError::AbiMismatch {
+                        path: file.path.clone(),
+                        version,
+                        found: version / 100_000,
+                        abi: meta.abi.clone(),
+                        expected: major,
+                        manifest: loaded.manifest_path.clone(),
+                    });
+                }
+                freebsd_version = freebsd_version.max(Some(version));
+            }
+            required.extend(facts.needed);
+            provided.extend(facts.soname);
+        }
+        Ok(Self {
+            shlibs_required: required.difference(&provided).cloned().collect(),
+            freebsd_version: freebsd_version.unwrap_or(major * 100_000),
+        })
+    }
 }
 
 /// `.in` sources get `%%KEY%%` substitution (the ports' SUB_FILES); a `.gz`
@@ -427,6 +580,7 @@ fn transform(
     if has_extension(&source_name, "in") {
         let text = String::from_utf8_lossy(&data);
         data = subs
+            .for_files()
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: source.to_owned(),
@@ -527,6 +681,7 @@ fn read_messages(
         .is_some_and(|e| e.eq_ignore_ascii_case("in"))
     {
         text = subs
+            .for_files()
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: path.to_owned(),
@@ -607,7 +762,7 @@ fn members(manifest: &Manifest, files: Vec<StagedFile>, plist: &Plist) -> Vec<Me
         Member {
             path: d.path.clone(),
             kind: MemberKind::Directory,
-            mode: d.attributes.mode.unwrap_or(0o755),
+            mode: dir_mode(d),
             uname: d
                 .attributes
                 .owner
@@ -652,6 +807,18 @@ fn write_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_modes_follow_the_ports_install_macros() {
+        assert_eq!(default_mode("/usr/local/sbin/d", true), 0o555);
+        assert_eq!(default_mode("/boot/modules/x.ko", false), 0o555);
+        assert_eq!(
+            default_mode("/usr/local/share/man/man8/d.8.gz", false),
+            0o444
+        );
+        assert_eq!(default_mode("/usr/local/etc/d.conf.sample", false), 0o644);
+        assert_eq!(default_mode("/usr/local/share/doc/man/x", false), 0o644);
+    }
 
     #[test]
     fn expand_vars_replaces_known_and_names_unknown() {

@@ -6,13 +6,15 @@
 //! markers (`%%OPT%%` / `%%NO_OPT%%`), `@comment`, `@cwd`/`@cd`, `@owner`,
 //! `@group`, `@mode`, `@(owner,group,mode) path`, `@dir`, `@sample`, and the
 //! script keywords `@exec`, `@unexec`, `@preexec`, `@postexec`, `@preunexec`,
-//! `@postunexec`. `@sample` is expanded the way the ports tree's keyword file
-//! does (copy the sample on install when the target is missing, remove an
-//! unmodified target on deinstall), because pkg-rs does not read Keywords/.
+//! `@postunexec`, and the ports tree's keywords `@sample` and `@kld`, expanded
+//! into the scripts their keyword files attach (see [`crate::keywords`]),
+//! because a package built outside the ports tree has no Keywords/ to read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::keywords::{self, KeywordPath};
 
 /// What `%%KEY%%` expands to.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +26,27 @@ pub struct Substitutions {
     pub options: BTreeMap<String, bool>,
 }
 
+/// The directories bsd.port.mk gives relative to PREFIX in PLIST_SUB
+/// (EXAMPLESDIR=${EXAMPLESDIR_REL}, ...) and absolute in SUB_LIST.
+const PREFIXED_DIRS: [&str; 5] = ["DATADIR", "DOCSDIR", "EXAMPLESDIR", "WWWDIR", "ETCDIR"];
+
 impl Substitutions {
+    /// The substitutions for `.in` files and the message (the ports'
+    /// SUB_LIST): the same, with the `*DIR` directories made absolute under
+    /// PREFIX, as bsd.port.mk does, since those texts name installed paths.
+    pub fn for_files(&self) -> Self {
+        let mut files = self.clone();
+        let prefix = self.vars.get("PREFIX").cloned().unwrap_or_default();
+        for key in PREFIXED_DIRS {
+            if let Some(dir) = files.vars.get_mut(key) {
+                if !dir.starts_with('/') {
+                    *dir = format!("{}/{dir}", prefix.trim_end_matches('/'));
+                }
+            }
+        }
+        files
+    }
+
     /// Expand every `%%KEY%%` in `text`; `Err` names the first unknown key.
     pub fn expand(&self, text: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
@@ -147,6 +169,8 @@ pub struct Plist {
     pub dirs: Vec<PlistDir>,
     /// Shell lines the keywords add to each script, in plist order.
     pub scripts: BTreeMap<ScriptKind, Vec<String>>,
+    /// Lua scripts the keywords add (`@sample`), each one script, in plist order.
+    pub lua_scripts: BTreeMap<ScriptKind, Vec<String>>,
     /// Paths on lines switched off by an option (`@comment path`): their
     /// sources are expected to be unused.
     pub disabled: BTreeSet<String>,
@@ -167,7 +191,7 @@ pub struct PlistError {
 }
 
 const KEYWORDS: &str = "@comment, @cwd, @owner, @group, @mode, @(owner,group,mode), @dir, @sample, \
-                        @exec, @unexec, @preexec, @postexec, @preunexec, @postunexec";
+                        @kld, @exec, @unexec, @preexec, @postexec, @preunexec, @postunexec";
 
 struct Parser<'a> {
     file: &'a Path,
@@ -260,6 +284,7 @@ impl Parser<'_> {
                 let attrs = self.merge(attrs.unwrap_or_default());
                 self.sample(argument, attrs, line)
             }
+            ("@kld", None) => self.kld(argument, line),
             ("@cwd" | "@cd", None) => {
                 self.cwd = if argument.is_empty() {
                     self.prefix.clone()
@@ -432,24 +457,40 @@ impl Parser<'_> {
                 })?
                 .to_owned(),
         };
-        let sample_path = self.absolute(sample, line)?;
-        let target_path = self.absolute(&target, line)?;
+        let sample_path = KeywordPath::new(&self.absolute(sample, line)?, &self.prefix);
+        let target_path = KeywordPath::new(&self.absolute(&target, line)?, &self.prefix);
         self.file_entry(sample, attributes, line)?;
-        self.push_script(
+        self.push_lua(
             ScriptKind::PostInstall,
-            format!(
-                "if [ ! -f '{target_path}' ]; then /bin/cp -p '{sample_path}' '{target_path}' && \
-                 /bin/chmod u+w '{target_path}'; fi"
-            ),
+            keywords::sample_post_install(&sample_path, &target_path),
         );
-        self.push_script(
+        self.push_lua(
             ScriptKind::PreDeinstall,
-            format!(
-                "if /usr/bin/cmp -s '{target_path}' '{sample_path}'; then /bin/rm -f '{target_path}'; \
-                 elif [ -f '{target_path}' ]; then echo 'Keeping modified {target_path}: remove it by hand if it is no longer needed.'; fi"
-            ),
+            keywords::sample_pre_deinstall(&sample_path, &target_path),
         );
         Ok(())
+    }
+
+    /// `@kld DIR`: kldxref the module directory after install and removal.
+    fn kld(&mut self, argument: &str, line: usize) -> Result<(), PlistError> {
+        if argument.is_empty() || argument.contains(char::is_whitespace) {
+            return Err(self.error(
+                line,
+                "@kld needs one directory",
+                "write @kld /boot/modules (the directory holding the .ko files)",
+            ));
+        }
+        let dir = self.absolute(argument.trim_end_matches('/'), line)?;
+        self.push_script(ScriptKind::PostInstall, keywords::kld_post_install(&dir));
+        self.push_script(
+            ScriptKind::PostDeinstall,
+            keywords::kld_post_deinstall(&dir, &self.prefix),
+        );
+        Ok(())
+    }
+
+    fn push_lua(&mut self, kind: ScriptKind, script: String) {
+        self.plist.lua_scripts.entry(kind).or_default().push(script);
     }
 
     fn script(&mut self, kind: ScriptKind, command: &str, line: usize) -> Result<(), PlistError> {
@@ -554,6 +595,28 @@ mod tests {
     }
 
     #[test]
+    fn files_see_the_port_directories_absolute_as_sub_list_gives_them() {
+        let plist = Substitutions {
+            vars: BTreeMap::from([
+                ("PREFIX".to_owned(), "/usr/local".to_owned()),
+                ("EXAMPLESDIR".to_owned(), "share/examples/x".to_owned()),
+                ("ETCDIR".to_owned(), "/etc/x".to_owned()),
+            ]),
+            options: BTreeMap::new(),
+        };
+        assert_eq!(
+            plist.expand("%%EXAMPLESDIR%%/a").unwrap(),
+            "share/examples/x/a"
+        );
+        let files = plist.for_files();
+        assert_eq!(
+            files.expand("%%EXAMPLESDIR%%/a").unwrap(),
+            "/usr/local/share/examples/x/a"
+        );
+        assert_eq!(files.expand("%%ETCDIR%%").unwrap(), "/etc/x");
+    }
+
+    #[test]
     fn plain_and_absolute_paths_resolve_against_prefix() {
         let plist = parse_ok("sbin/d\n/boot/x.ko\n\n@comment hi\n");
         let paths: Vec<_> = plist.files.iter().map(|f| f.path.as_str()).collect();
@@ -587,20 +650,39 @@ mod tests {
     }
 
     #[test]
-    fn sample_packages_the_sample_and_writes_install_and_deinstall_scripts() {
-        let plist = parse_ok("@sample etc/d.conf.sample\n");
+    fn sample_packages_the_sample_and_writes_lua_not_shell() {
+        let plist = parse_ok("@sample etc/d.conf.sample\n@sample /etc/x.sample /etc/x.conf\n");
         assert_eq!(plist.files[0].path, "/usr/local/etc/d.conf.sample");
-        let post = &plist.scripts[&ScriptKind::PostInstall][0];
-        assert!(post.contains("[ ! -f '/usr/local/etc/d.conf' ]"), "{post}");
+        assert_eq!(plist.files[1].path, "/etc/x.sample");
+        assert!(plist.scripts.is_empty(), "{:?}", plist.scripts);
+        let post = &plist.lua_scripts[&ScriptKind::PostInstall];
+        assert_eq!(post.len(), 2);
         assert!(
-            post.contains("cp -p '/usr/local/etc/d.conf.sample' '/usr/local/etc/d.conf'"),
-            "{post}"
+            post[0].contains("pkg.prefixed_path(\"etc/d.conf\")"),
+            "{}",
+            post[0]
         );
-        let pre = &plist.scripts[&ScriptKind::PreDeinstall][0];
         assert!(
-            pre.contains("cmp -s '/usr/local/etc/d.conf' '/usr/local/etc/d.conf.sample'"),
-            "{pre}"
+            post[1].contains("local target = \"/etc/x.conf\""),
+            "{}",
+            post[1]
         );
+        let pre = &plist.lua_scripts[&ScriptKind::PreDeinstall];
+        assert!(pre[0].contains("pkg.filecmp(sample, target)"), "{}", pre[0]);
+    }
+
+    #[test]
+    fn kld_writes_kldxref_under_pkg_rootdir() {
+        let plist = parse_ok("@cwd /\nboot/modules/a.ko\n@kld /boot/modules\n");
+        assert_eq!(
+            plist.scripts[&ScriptKind::PostInstall],
+            ["/usr/sbin/kldxref \"${PKG_ROOTDIR}/boot/modules\""]
+        );
+        assert_eq!(
+            plist.scripts[&ScriptKind::PostDeinstall],
+            ["/usr/sbin/kldxref \"${PKG_ROOTDIR}/boot/modules\""]
+        );
+        assert!(parse_err("@kld\n").contains("@kld needs one directory"));
     }
 
     #[test]

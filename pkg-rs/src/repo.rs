@@ -1,35 +1,20 @@
 //! A pkg repository catalogue for a directory of packages (what `pkg repo`
-//! writes, unsigned): `meta.conf` (and the older `meta`), `packagesite.pkg`
-//! holding `packagesite.yaml` (one compact manifest per line, plus `sum`,
-//! `path`, `repopath`, `pkgsize`), and `data.pkg` holding `data`
-//! (`{"groups":[],"packages":[...]}`, the catalogue pkg 2.x reads).
-//! Clients use it with `signature_type: "none"` in their repository config.
+//! writes, unsigned; libpkg/pkg_repo_create.c): `meta.conf` (and the older
+//! `meta`) naming the files as `pkg_repo_meta_to_ucl` does,
+//! `packagesite.pkg` holding `packagesite.yaml` (one compact manifest per
+//! line with `sum`, `path`, `repopath`, `pkgsize`), and `data.pkg` holding
+//! `data` (`{"groups":[],"expired_packages":[],"packages":[...]}`, the
+//! catalogue pkg 2.x reads). Clients use it with `signature_type: "none"`
+//! in their repository configuration.
 
 use std::fs;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
 use crate::archive::{self, Compression, Member, MemberKind};
-use crate::manifest::{CompactManifest, hex};
-
-/// One catalogue entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogueEntry {
-    /// The package's compact manifest.
-    #[serde(flatten)]
-    pub manifest: CompactManifest,
-    /// SHA-256 (hex) of the `.pkg` file.
-    pub sum: String,
-    /// Path of the `.pkg` relative to the repository root.
-    pub path: String,
-    /// Same as `path` (older clients read this one).
-    pub repopath: String,
-    /// Size of the `.pkg` in bytes.
-    pub pkgsize: u64,
-}
+use crate::format::{ManifestFormat, PkgVersion};
+pub use crate::manifest::CatalogueEntry;
+use crate::manifest::{CompactManifest, RepoFields};
 
 /// Why a catalogue could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +47,28 @@ pub enum RepoError {
     },
 }
 
+/// The `data` catalogue in pkg_repo_create's key order: "groups" and
+/// "expired_packages" (both empty unless `pkg repo` is given -g / -e), then
+/// "packages".
+#[derive(serde::Serialize)]
+struct Data<'a> {
+    groups: Vec<serde_json::Value>,
+    expired_packages: Vec<serde_json::Value>,
+    packages: &'a [CatalogueEntry],
+}
+
 /// Files the catalogue itself writes at the root: never indexed as packages.
 const CATALOGUE_FILES: [&str; 2] = ["packagesite.pkg", "data.pkg"];
 
-/// Index every `.pkg` below `root` and write the catalogue files into `root`.
+/// Index every `.pkg` below `root` and write the catalogue files into
+/// `root`, with package sums as `pkg repo` of `min_pkg_version` writes them.
 pub fn write_catalogue(
     root: &Path,
     compression: Compression,
+    min_pkg_version: PkgVersion,
     mtime: u64,
 ) -> Result<Vec<CatalogueEntry>, RepoError> {
+    let format = ManifestFormat::from(min_pkg_version);
     let mut packages = Vec::new();
     find_packages(root, root, &mut packages)?;
     if packages.is_empty() {
@@ -80,7 +78,7 @@ pub fn write_catalogue(
     }
     let mut entries = packages
         .iter()
-        .map(|path| entry_for(root, path))
+        .map(|path| entry_for(root, path, format))
         .collect::<Result<Vec<_>, _>>()?;
     entries.sort_by(|a, b| {
         (&a.manifest.name, &a.manifest.version).cmp(&(&b.manifest.name, &b.manifest.version))
@@ -92,10 +90,11 @@ pub fn write_catalogue(
         site.extend(serde_json::to_vec(entry).unwrap_or_default());
         site.push(b'\n');
     }
-    let data = serde_json::to_vec(&serde_json::json!({
-        "groups": [],
-        "packages": entries,
-    }))
+    let data = serde_json::to_vec(&Data {
+        groups: Vec::new(),
+        expired_packages: Vec::new(),
+        packages: &entries,
+    })
     .unwrap_or_default();
 
     write_archive(
@@ -107,10 +106,12 @@ pub fn write_catalogue(
         mtime,
     )?;
     write_archive(root, "data.pkg", "data", data, compression, mtime)?;
+    // pkg_repo_meta_to_ucl's keys and pkg_repo_meta_set_default's names,
+    // in its order; it writes no data_archive (the client's default is
+    // "data") and names the file list "files" even when none is written.
     let meta = format!(
         "version = 2;\npacking_format = \"{}\";\nmanifests = \"packagesite.yaml\";\ndata = \"data\";\n\
-         filesite = \"filesite.yaml\";\nmanifests_archive = \"packagesite\";\ndata_archive = \"data\";\n\
-         filesite_archive = \"filesite\";\n",
+         filesite = \"files\";\nmanifests_archive = \"packagesite\";\nfilesite_archive = \"files\";\n",
         compression.packing_format()
     );
     for name in ["meta.conf", "meta"] {
@@ -148,7 +149,11 @@ fn find_packages(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), 
     Ok(())
 }
 
-fn entry_for(root: &Path, path: &Path) -> Result<CatalogueEntry, RepoError> {
+fn entry_for(
+    root: &Path,
+    path: &Path,
+    format: ManifestFormat,
+) -> Result<CatalogueEntry, RepoError> {
     let io_err = |source| RepoError::Io {
         path: path.to_owned(),
         source,
@@ -170,10 +175,12 @@ fn entry_for(root: &Path, path: &Path) -> Result<CatalogueEntry, RepoError> {
         .into_owned();
     Ok(CatalogueEntry {
         manifest,
-        sum: hex(&Sha256::digest(&bytes)),
-        path: relative.clone(),
-        repopath: relative,
-        pkgsize: bytes.len() as u64,
+        repo: RepoFields {
+            sum: format.checksum.package_sum(&bytes),
+            path: relative.clone(),
+            repopath: relative,
+            pkgsize: bytes.len() as u64,
+        },
     })
 }
 

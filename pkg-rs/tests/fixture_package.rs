@@ -9,15 +9,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use freebsd_pkg::format::PkgVersion;
 use freebsd_pkg::{BuildOptions, Compression, build, metadata, repo};
+
+#[path = "support/tiny_elf.rs"]
+mod tiny_elf;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
 }
 
+/// `__FreeBSD_version` of the "built" daemon: 14.0-RELEASE.
+const DAEMON_FREEBSD_VERSION: u32 = 1_400_097;
+
 /// Copy the fixture into a scratch directory, with the modes a build would
-/// leave (git may not keep the executable bit everywhere), plus a "built"
-/// kernel module as a FreeBSD build would supply.
+/// leave (git may not keep the executable bit everywhere), plus what a
+/// FreeBSD build would supply: the daemon (a FreeBSD ELF needing libthr and
+/// libc) and a kernel module.
 struct Scratch {
     dir: tempfile::TempDir,
 }
@@ -26,6 +34,16 @@ impl Scratch {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&fixture_dir(), dir.path());
+        fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fs::write(
+            dir.path().join("bin/demo_daemon"),
+            tiny_elf::tiny_elf(
+                &["libthr.so.3", "libc.so.7"],
+                None,
+                Some(DAEMON_FREEBSD_VERSION),
+            ),
+        )
+        .unwrap();
         for exe in ["bin/demo_daemon", "examples/hooks.d/10-flush-db"] {
             set_mode(&dir.path().join(exe), 0o755);
         }
@@ -43,6 +61,17 @@ impl Scratch {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Build for pkg `version` from now on (`min-pkg-version` in the metadata).
+    fn target_pkg(&self, version: &str) {
+        let manifest = self.path().join("manifest.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        let text = text.replace(
+            "[package.metadata.freebsd-pkg]\n",
+            &format!("[package.metadata.freebsd-pkg]\nmin-pkg-version = \"{version}\"\n"),
+        );
+        fs::write(manifest, text).unwrap();
     }
 
     fn options(&self, compression: Compression, kmod: bool) -> BuildOptions {
@@ -114,13 +143,15 @@ fn readers_available(what: &str) -> bool {
     false
 }
 
-fn readback(pkg: &Path, scratch: &Scratch, kmod: bool) {
+fn readback(pkg: &Path, scratch: &Scratch, kmod: bool, pkg_version: PkgVersion) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readback.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
         .arg(pkg)
         .arg(scratch.path().join("expected.json"))
-        .arg(scratch.path());
+        .arg(scratch.path())
+        .arg("--min-pkg-version")
+        .arg(pkg_version.to_string());
     if kmod {
         cmd.arg("--kmod");
     }
@@ -144,9 +175,75 @@ fn every_compression_reads_back_with_bsdtar_and_python() {
     for compression in [Compression::Zstd, Compression::Xz, Compression::None] {
         for kmod in [false, true] {
             let built = scratch.build(compression, kmod).unwrap();
-            readback(&built.path, &scratch, kmod);
+            readback(&built.path, &scratch, kmod, PkgVersion::default());
         }
     }
+}
+
+/// Each target pkg gets the manifest its own `pkg create` writes, and the
+/// independent reader recomputes every sum (SHA-256 or BLAKE2b in pkg's
+/// base32) and the owner and mode of every file from the tar headers.
+#[test]
+fn every_target_pkg_version_reads_back() {
+    if !readers_available("bsdtar read-back") {
+        return;
+    }
+    for version in ["1.17", "2.4", "2.8"] {
+        let scratch = Scratch::new();
+        scratch.target_pkg(version);
+        let built = scratch.build(Compression::Zstd, true).unwrap();
+        readback(&built.path, &scratch, true, version.parse().unwrap());
+        let first = built.manifest.contents.files.values().next().unwrap();
+        let sum = first.sum();
+        match version {
+            "1.17" => assert!(
+                matches!(first, freebsd_pkg::manifest::FileEntry::Sum(s) if s.starts_with("1$"))
+            ),
+            "2.4" => assert!(
+                sum.starts_with("1$") && !matches!(first, freebsd_pkg::manifest::FileEntry::Sum(_))
+            ),
+            _ => assert!(sum.starts_with("2$"), "{sum}"),
+        }
+    }
+}
+
+#[test]
+fn shlibs_and_freebsd_version_come_from_the_binaries() {
+    let scratch = Scratch::new();
+    let built = scratch.build(Compression::Zstd, false).unwrap();
+    let compact = &built.manifest.compact;
+    assert_eq!(compact.shlibs_required, ["libc.so.7", "libthr.so.3"]);
+    assert_eq!(
+        compact
+            .annotations
+            .get("FreeBSD_version")
+            .map(String::as_str),
+        Some("1400097")
+    );
+    // The compact manifest, which pkg reads before installing, has them too.
+    let file = fs::File::open(&built.path).unwrap();
+    let raw = freebsd_pkg::archive::read_member(std::io::BufReader::new(file), "+COMPACT_MANIFEST")
+        .unwrap()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        value["shlibs_required"],
+        serde_json::json!(["libc.so.7", "libthr.so.3"])
+    );
+    assert_eq!(value["annotations"]["FreeBSD_version"], "1400097");
+}
+
+#[test]
+fn a_binary_for_another_release_than_abi_is_an_error() {
+    let scratch = Scratch::new();
+    fs::write(
+        scratch.path().join("bin/demo_daemon"),
+        tiny_elf::tiny_elf(&["libc.so.7"], None, Some(1_500_000)),
+    )
+    .unwrap();
+    let err = scratch.build(Compression::Zstd, false).unwrap_err();
+    assert!(err.contains("built for FreeBSD 15"), "{err}");
+    assert!(err.contains("abi is \"FreeBSD:14:amd64\""), "{err}");
 }
 
 #[test]
@@ -178,7 +275,10 @@ fn manifest_matches_golden() {
         text.starts_with("{\"name\":\"demo\",\"origin\":\"sysutils/demo\",\"version\":\"1.4.2\""),
         "{text}"
     );
-    assert_eq!(text.matches('\n').count(), 1);
+    assert!(
+        !text.contains('\n'),
+        "one line, no newline, as pkg create writes it"
+    );
 }
 
 #[test]
@@ -196,27 +296,45 @@ fn repository_catalogue_lists_the_package() {
     let repo_dir = scratch.path().join("repo");
     fs::create_dir_all(repo_dir.join("All")).unwrap();
     fs::copy(&built.path, repo_dir.join("All/demo-1.4.2.pkg")).unwrap();
-    let written = repo::write_catalogue(&repo_dir, Compression::Zstd, 0).unwrap();
+    let written =
+        repo::write_catalogue(&repo_dir, Compression::Zstd, PkgVersion::default(), 0).unwrap();
     let read = repo::read_packagesite(&repo_dir).unwrap();
     assert_eq!(written, read);
     assert_eq!(read.len(), 1);
     let entry = &read[0];
-    assert_eq!(entry.path, "All/demo-1.4.2.pkg");
-    assert_eq!(entry.pkgsize, built.size);
+    assert_eq!(entry.repo.path, "All/demo-1.4.2.pkg");
+    assert_eq!(entry.repo.pkgsize, built.size);
     assert_eq!(entry.manifest, built.manifest.compact);
-    let digest = {
-        use sha2::Digest;
-        freebsd_pkg::manifest::hex(&sha2::Sha256::digest(fs::read(&built.path).unwrap()))
-    };
-    assert_eq!(entry.sum, digest);
-    // A second run must not index its own catalogue archives as packages.
+    let bytes = fs::read(&built.path).unwrap();
     assert_eq!(
-        repo::write_catalogue(&repo_dir, Compression::Xz, 0).unwrap(),
-        written
+        entry.repo.sum,
+        freebsd_pkg::checksum::ChecksumKind::Blake2bBase32.package_sum(&bytes)
     );
+    // A second run must not index its own catalogue archives as packages;
+    // for pkg before 2.8 the sum is the bare SHA-256 hex.
+    let older =
+        repo::write_catalogue(&repo_dir, Compression::Xz, "2.4".parse().unwrap(), 0).unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].manifest, written[0].manifest);
+    let sha = {
+        use sha2::Digest;
+        freebsd_pkg::checksum::hex(&sha2::Sha256::digest(&bytes))
+    };
+    assert_eq!(older[0].repo.sum, sha);
     let meta = fs::read_to_string(repo_dir.join("meta.conf")).unwrap();
     assert!(meta.contains("packing_format = \"txz\";"), "{meta}");
-    assert!(repo_dir.join("data.pkg").exists());
+    assert!(meta.contains("filesite = \"files\";"), "{meta}");
+    assert!(!meta.contains("data_archive"), "{meta}");
+    let data = freebsd_pkg::archive::read_member(
+        std::io::BufReader::new(fs::File::open(repo_dir.join("data.pkg")).unwrap()),
+        "data",
+    )
+    .unwrap()
+    .unwrap();
+    let data: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(data["expired_packages"], serde_json::json!([]));
+    assert_eq!(data["groups"], serde_json::json!([]));
+    assert_eq!(data["packages"][0]["name"], "demo");
 }
 
 /// repopulator (PyPI, BSD-3) is a second, independent reader: it opens the

@@ -10,6 +10,7 @@ usage: project_readback.py PKG REPO_ROOT BIN_DIR [--kmod DIR]
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,17 @@ def expand(line, subs, options):
     if "%%" in line:
         fail(f"unexpanded substitution in pkg-plist line {line!r}")
     return line
+
+
+def port_mode(path, executable):
+    """The mode the port's install macros give a file (Mk/bsd.port.mk):
+    INSTALL_PROGRAM, INSTALL_SCRIPT and INSTALL_KLD 0555, INSTALL_MAN 0444,
+    INSTALL_DATA 0644."""
+    if executable or path.endswith(".ko"):
+        return "0555"
+    if re.search(r"/man/man[^/]+/[^/]+$", path):
+        return "0444"
+    return "0644"
 
 
 def main():
@@ -67,7 +79,7 @@ def main():
             arg = line[4:].strip()
             cwd = arg.rstrip("/") if arg and arg != "/" else ("/" if arg else prefix)
             continue
-        if line.startswith(("@exec", "@unexec")):
+        if line.startswith(("@exec", "@unexec", "@kld")):
             continue
         if line.startswith("@dir"):
             dirs.append({"path": os.path.join(cwd, line.split(None, 1)[1].rstrip("/")),
@@ -78,11 +90,14 @@ def main():
         elif line.startswith("@"):
             fail(f"pkg-plist keyword this check does not know: {line}")
         source = source_for(line)
-        executable = os.access(source, os.X_OK)
-        entry = {"path": os.path.join(cwd, line), "mode": "0555" if executable else "0444",
+        path = os.path.join(cwd, line)
+        entry = {"path": path, "mode": port_mode(path, os.access(source, os.X_OK)),
                  "uname": "root", "gname": "wheel", "source": os.path.relpath(source, root)}
         if line.endswith(".gz") and not source.endswith(".gz"):
             entry["gzip"] = True
+        if source.endswith(".in"):
+            # The ports' SUB_FILES: %%KEY%% from PLIST_SUB plus PREFIX.
+            entry["substitute"] = {f"%%{k}%%": v for k, v in subs.items()}
         files.append(entry)
     for name in meta.get("rc-scripts", []):
         files.append({"path": f"{prefix}/etc/rc.d/{name}", "mode": "0555", "uname": "root",
@@ -94,9 +109,11 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(expected, f)
         expected_path = f.name
+    min_pkg_version = meta.get("min-pkg-version", "2.8")
     try:
         result = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "readback.py"),
-                                 pkg, expected_path, root] + (["--kmod"] if kmod_dir else []))
+                                 pkg, expected_path, root, "--min-pkg-version", min_pkg_version]
+                                + (["--kmod"] if kmod_dir else []))
     finally:
         os.unlink(expected_path)
     if result.returncode != 0:

@@ -8,19 +8,30 @@
     tests/hyperv (see README.md there).
 
 .DESCRIPTION
-    1. Preflight: Hyper-V cmdlets, packer, vagrant, git, the switch, the package.
-    2. Build (unless -SkipBuild): `git archive` of the checkout, then Packer
-       builds output\hyperv-vss-freebsd-<ufs|zfs>.box from packer\.
+    Run it from an elevated prompt with Windows PowerShell 5.1 or PowerShell 7:
+        powershell -ExecutionPolicy Bypass -File .\tests\hyperv\run.ps1
+    (pwsh instead of powershell for PowerShell 7). -ExecutionPolicy Bypass
+    applies to this one process: Windows clients default to Restricted,
+    which refuses every script.
+
+    1. Preflight: Hyper-V cmdlets, packer, vagrant, git, the switch, the
+       package, LF line endings in the files the guest reads.
+    2. Build (unless -SkipBuild): `git archive` of the checkout (always LF),
+       then Packer builds output\hyperv-vss-freebsd-<ufs|zfs>.box from packer\.
     3. For each root filesystem: vagrant up, Set-VM -CheckpointType
-       ProductionOnly, run the scenarios, then remove every checkpoint and
-       the VM (also when a scenario or the script fails).
-    4. Print a summary table. Exit status: 0 all scenarios passed, 1 a
-       scenario failed, 2 setup failed before the scenarios could run.
+       ProductionOnly, the host's VSS integration service enabled and OK,
+       the scenarios, then the VM deleted with its checkpoints (also when
+       a scenario or the script fails).
+    4. Print a summary table. Exit status ($ExitStatus below, README.md):
+       0 every scenario passed, 1 a scenario (or the cleanup) failed,
+       2 the setup failed (preflight, build, vagrant up, the VSS
+       integration service of a VM): some scenarios could not run.
 
     Scenarios (machine):
       ufs-root         (ufs) Checkpoint-VM; daemon status and syslog show
                              FREEZE and THAW; a marker written just before
-                             is in the checkpoint (restore and look)
+                             is in the checkpoint (restore and look), and
+                             the control: without a freeze it would not be
       ufs-wmi-backup   (ufs) Msvm_VirtualSystemSnapshotService.CreateSnapshot,
                              type 32768, application-consistent
       ufs-second-disk  (ufs) hot-added second UFS disk: both filesystems
@@ -31,7 +42,8 @@
                              checkpoint fails, nothing stays frozen
       daemon-stopped   (ufs) no daemon: ProductionOnly checkpoint fails
                              cleanly, guest writable, works again after restart
-      zfs-root         (zfs) as ufs-root, root on ZFS (zpool sync path)
+      zfs-root         (zfs) as ufs-root, root on ZFS (zpool sync path),
+                             with ZFS's own commits held off during the cycle
       zfs-wmi-backup   (zfs) as ufs-wmi-backup, root on ZFS
 
 .PARAMETER Package
@@ -41,6 +53,16 @@
 .PARAMETER RootFs
     Which machines to test: ufs, zfs or both (default).
 
+.PARAMETER DistSite
+    Directory holding src.txz of the release the ISO installs, for a mirror
+    or a custom ISO. Default: from the ISO itself when it carries src.txz,
+    else the running release's directory on download.freebsd.org. Either
+    way the guest checks that the sources are its kernel's release.
+
+.PARAMETER PortsBranch
+    Ports branch for the kmod port's build framework. Default: the branch
+    the guest's pkg repository is built from (this quarter's for quarterly).
+
 .PARAMETER SkipBuild
     Use the boxes already in output\ instead of running Packer.
 
@@ -48,9 +70,9 @@
     Leave the boxes added to Vagrant (hyperv-vss/freebsd-*) in place.
 
 .EXAMPLE
-    PS> .\tests\hyperv\run.ps1
+    PS> powershell -ExecutionPolicy Bypass -File .\tests\hyperv\run.ps1
 .EXAMPLE
-    PS> .\tests\hyperv\run.ps1 -RootFs ufs -SkipBuild -KeepBoxes
+    PS> powershell -ExecutionPolicy Bypass -File .\tests\hyperv\run.ps1 -RootFs ufs -SkipBuild -KeepBoxes
 #>
 [CmdletBinding()]
 param(
@@ -60,6 +82,8 @@ param(
     [string] $SwitchName = 'Default Switch',
     [string] $IsoUrl,
     [string] $IsoChecksum,
+    [string] $DistSite,
+    [string] $PortsBranch,
     [switch] $SkipBuild,
     [switch] $KeepBoxes,
     [ValidateRange(1024, 65536)]
@@ -85,8 +109,42 @@ $GuestHelper = '/usr/local/libexec/hvvss-test/hvvss-test.sh'
 $VirtNamespace = 'root\virtualization\v2'
 $FirewallRule = "hyperv-vss packer http $RunId"
 
-# One row per scenario for the summary table.
+# Exit status, as README.md documents it; Get-ExitStatus picks one.
+$ExitStatus = @{ Passed = 0; ScenarioFailed = 1; SetupFailed = 2 }
+
+# Files the guest reads from this checkout (Packer serves or uploads them;
+# the rest goes in the git archive below). A CR in any of them breaks the
+# guest: `case ... in\r` is a sh syntax error.
+$GuestReadFiles = @('packer\http\installerconfig', 'expected-files', 'guest\*.sh')
+
+# `git archive` writes files the way a checkout would, core.autocrlf
+# included (CRLF with Git for Windows' default); these options make it
+# write LF whatever the configuration or the archived commit's
+# .gitattributes say. ci/check_line_endings.py runs git with them.
+$GitArchiveOptions = @('-c', 'core.autocrlf=false', '-c', 'core.eol=lf')
+
+# The VMBus class of the VSS channel in the guest's `devinfo -v`, for the
+# hint printed when the host sees no guest driver (guest/lib.sh).
+$VssClassId = '35fa2e29-ea23-4236-96ae-3a6ebacba440'
+
+# One row per scenario, and per failed setup or cleanup step, for the
+# summary table and the exit status: Phase is 'setup', 'scenario' or 'cleanup'.
 $Results = New-Object System.Collections.Generic.List[object]
+
+function Add-Result {
+    param([string] $Phase, [string] $Name, [string] $Result, [int] $Seconds = 0, [string] $Detail)
+    $Results.Add([pscustomobject]@{ Phase = $Phase; Scenario = $Name; Result = $Result; Seconds = $Seconds; Detail = $Detail })
+}
+
+# 2 when any setup step failed (some scenarios never ran), else 1 when a
+# scenario or a cleanup failed, else 0; 2 too when no scenario ran at all.
+function Get-ExitStatus {
+    $failed = @($Results | Where-Object { $_.Result -ne 'PASS' })
+    if (@($failed | Where-Object { $_.Phase -eq 'setup' }).Count -gt 0) { return $ExitStatus.SetupFailed }
+    if (@($Results | Where-Object { $_.Phase -eq 'scenario' }).Count -eq 0) { return $ExitStatus.SetupFailed }
+    if ($failed.Count -gt 0) { return $ExitStatus.ScenarioFailed }
+    $ExitStatus.Passed
+}
 
 function Write-Step([string] $Text) {
     Write-Host "==> $Text" -ForegroundColor Cyan
@@ -150,13 +208,39 @@ function Wait-Guest([string] $Machine) {
     }
 }
 
-# The daemon's own report (`hv_vssd -s -j`), parsed.
+# The host's side of the VSS channel, checked before anything is blamed on
+# the guest: the VM's VSS integration service must be enabled, and its
+# primary status OK, which Hyper-V reports once the guest's driver has
+# connected to the channel ("No Contact" until then). Waits for it after a
+# boot. Get-VMIntegrationService -Name VSS as in Microsoft's cmdlet
+# reference; PrimaryOperationalStatus is an enum, compared by name.
+function Wait-VssIntegration([string] $VMName) {
+    $deadline = (Get-Date).AddSeconds($BootTimeoutSec)
+    while ($true) {
+        $vss = Get-VMIntegrationService -VMName $VMName -Name 'VSS' -ErrorAction SilentlyContinue
+        if ($null -eq $vss) {
+            throw "$VMName has no integration service named VSS (Get-VMIntegrationService -VMName $VMName lists them)"
+        }
+        if (-not $vss.Enabled) {
+            throw "the VSS integration service of $VMName is disabled: Enable-VMIntegrationService -VMName $VMName -Name VSS"
+        }
+        if ($vss.PrimaryOperationalStatus -eq 'Ok') { return }
+        if ((Get-Date) -gt $deadline) {
+            throw ("the VSS integration service of $VMName reports '$($vss.PrimaryStatusDescription)', not OK, " +
+                "$BootTimeoutSec s after boot: the guest's driver did not connect to the VSS channel " +
+                "(in the guest: kldstat -n hv_vss_rs.ko; devinfo -v | grep $VssClassId)")
+        }
+        Start-Sleep -Seconds 5
+    }
+}
+
+# The daemon's own report (guest/lib.sh: daemon_status -j), parsed.
 function Get-DaemonReport([string] $Machine) {
     $r = Invoke-Guest -Machine $Machine -Command 'status' -AllowFailure
     # ssh may add lines of its own ("Connection to ... closed."): keep the object.
     $start = $r.Output.IndexOf('{')
     $end = $r.Output.LastIndexOf('}')
-    if ($start -lt 0 -or $end -lt $start) { throw "hv_vssd -s -j printed no JSON: $($r.Output)" }
+    if ($start -lt 0 -or $end -lt $start) { throw "the daemon's status printed no JSON: $($r.Output)" }
     $report = $r.Output.Substring($start, $end - $start + 1) | ConvertFrom-Json
     if (-not $report.running -or $null -eq $report.status) {
         throw "hv_vssd is not running: $($r.Output)"
@@ -272,31 +356,66 @@ function Assert-MarkerInCheckpoint {
     Restore-VMSnapshot -VMName $VMName -Name $Checkpoint -Confirm:$false
     if ((Get-VM -Name $VMName).State -ne 'Running') { Start-VM -Name $VMName }
     Wait-Guest -Machine $Machine
+    Wait-VssIntegration -VMName $VMName
     Invoke-Guest -Machine $Machine -Command "marker-check $Tag $Token $dirList" | Out-Null
     Invoke-Guest -Machine $Machine -Command "marker-absent $Tag-after $dirList" | Out-Null
     Invoke-Guest -Machine $Machine -Command 'fs-health' | Out-Null
     "marker in checkpoint ($($Dirs.Count) dirs), filesystems healthy after restore"
 }
 
+# The control case of the marker check: the same kind of marker, left for
+# as long as the checkpoint's window lasted but with no freeze, then the
+# power cut. It must not be on disk after the boot; if it is, the
+# filesystem wrote it by itself and the marker in the checkpoint proves
+# nothing about the freeze.
+function Assert-MarkerNeedsFreeze {
+    param([string] $Machine, [string] $VMName, [string] $Tag, [string[]] $Dirs, [int] $Seconds)
+    $dirList = $Dirs -join ' '
+    Invoke-Guest -Machine $Machine -Command 'flush-delay-raise' | Out-Null
+    Invoke-Guest -Machine $Machine -Command "marker-write $Tag $dirList" | Out-Null
+    Start-Sleep -Seconds $Seconds
+    Stop-VM -Name $VMName -TurnOff -Force
+    Start-VM -Name $VMName
+    Wait-Guest -Machine $Machine
+    Wait-VssIntegration -VMName $VMName
+    $absent = Invoke-Guest -Machine $Machine -Command "marker-absent $Tag $dirList" -AllowFailure
+    if ($absent.ExitCode -ne 0) {
+        throw "control: a marker left $Seconds s without a freeze reached the disk anyway, so the marker check proves nothing here: $($absent.Output)"
+    }
+    "control: without a freeze the marker is not on disk after $Seconds s"
+}
+
 # The Hyper-V checkpoint cycle every filesystem scenario shares: mark the
-# log, write markers, checkpoint, check the daemon's status and syslog, then
-# restore the checkpoint and look for the marker.
+# log, hold off the filesystems' own flushing, write markers, checkpoint,
+# check the daemon's status and syslog, restore the checkpoint and look for
+# the marker; -WithControl then shows that without the freeze the marker
+# would not have been there (Assert-MarkerNeedsFreeze).
 function Test-CheckpointCycle {
-    param([string] $Machine, [string] $VMName, [string] $Tag, [string[]] $Dirs, [int] $MinFrozen)
+    param([string] $Machine, [string] $VMName, [string] $Tag, [string[]] $Dirs, [int] $MinFrozen, [switch] $WithControl)
     $before = Get-DaemonReport $Machine
     Invoke-Guest -Machine $Machine -Command "begin $Tag" | Out-Null
+    Invoke-Guest -Machine $Machine -Command 'flush-delay-raise' | Out-Null
+    # From the marker's write to the end of the checkpoint: the window in
+    # which only the freeze may put the marker on disk.
+    $window = [System.Diagnostics.Stopwatch]::StartNew()
     $written = (Invoke-Guest -Machine $Machine -Command "marker-write $Tag $($Dirs -join ' ')").Output
     $token = [regex]::Match($written, "$Tag\.\d+\.\d+").Value
     if (-not $token) { throw "marker-write printed no token: $written" }
     $checkpoint = "hvvss-$Tag"
     New-Checkpoint -VMName $VMName -Name $checkpoint
+    $windowSeconds = [int][math]::Ceiling($window.Elapsed.TotalSeconds)
     $after = Get-SettledReport $Machine $before
     $status = Assert-FreezeThaw -Before $before -After $after -MinFrozen $MinFrozen
     $log = Assert-FreezeThawLog -Machine $Machine -Tag $Tag
     Invoke-Guest -Machine $Machine -Command "writable $($Dirs -join ' ')" | Out-Null
     $marker = Assert-MarkerInCheckpoint -Machine $Machine -VMName $VMName -Checkpoint $checkpoint `
         -Tag $Tag -Token $token -Dirs $Dirs
-    "$status; $log; $marker"
+    $result = "$status; $log; $marker (window $windowSeconds s)"
+    if ($WithControl) {
+        $result += '; ' + (Assert-MarkerNeedsFreeze -Machine $Machine -VMName $VMName -Tag "$Tag-control" `
+                -Dirs $Dirs -Seconds $windowSeconds)
+    }
+    $result
 }
 
 # --- WMI: a backup-style (recovery) snapshot, as backup products take it ----
@@ -329,10 +448,17 @@ function Wait-CimJob($Result, [string] $What) {
     $job
 }
 
-# Msvm_VirtualSystemSnapshotService.CreateSnapshot with SnapshotType 32768
-# (recovery snapshot, what backup applications create) and
-# Msvm_VirtualSystemSnapshotSettingData.ConsistencyLevel 1 (application
-# consistent), the call shape of Microsoft's Hyper-V backup sample.
+# A backup application's snapshot: Msvm_VirtualSystemSnapshotService.
+# CreateSnapshot with SnapshotType 32768 and an
+# Msvm_VirtualSystemSnapshotSettingData of ConsistencyLevel 1 (application
+# consistent) and IgnoreNonSnapshottableDisks, exactly as New-VmBackupCheckpoint
+# in Microsoft's xHyper-VBackup sample does (MicrosoftDocs/Virtualization-
+# Documentation, hyperv-samples/taylorb-wmi/xhypervbackup/
+# xHyper-VBackup.cmdlets.psm1; its Get-VmBackupCheckpoints finds the result
+# by VirtualSystemType 'Microsoft:Hyper-V:Snapshot:Recovery'). Microsoft's
+# reference for CreateSnapshot lists 32768..65535 only as "Vendor Specific";
+# no reference page names 32768 a recovery snapshot, so the type of the
+# result is checked below rather than assumed.
 function New-BackupSnapshot([string] $VMName) {
     $service = Get-CimInstance -Namespace $VirtNamespace -ClassName Msvm_VirtualSystemSnapshotService
     $system = Get-CimInstance -Namespace $VirtNamespace -ClassName Msvm_ComputerSystem -Filter "ElementName='$VMName'"
@@ -389,19 +515,19 @@ function Invoke-Scenario([string] $Name, [scriptblock] $Body) {
     $clock = [System.Diagnostics.Stopwatch]::StartNew()
     try {
         $detail = & $Body
-        $Results.Add([pscustomobject]@{ Scenario = $Name; Result = 'PASS'; Seconds = [int]$clock.Elapsed.TotalSeconds; Detail = "$detail" })
+        Add-Result -Phase scenario -Name $Name -Result PASS -Seconds ([int]$clock.Elapsed.TotalSeconds) -Detail "$detail"
         Write-Host "    PASS: $detail" -ForegroundColor Green
     }
     catch {
         $message = $_.Exception.Message
-        $Results.Add([pscustomobject]@{ Scenario = $Name; Result = 'FAIL'; Seconds = [int]$clock.Elapsed.TotalSeconds; Detail = $message })
+        Add-Result -Phase scenario -Name $Name -Result FAIL -Seconds ([int]$clock.Elapsed.TotalSeconds) -Detail $message
         Write-Host "    FAIL: $message" -ForegroundColor Red
     }
 }
 
 function Invoke-UfsScenarios([string] $VMName) {
     Invoke-Scenario 'ufs-root' {
-        Test-CheckpointCycle -Machine 'ufs' -VMName $VMName -Tag "ufsroot$RunId" -Dirs @('/root', '/var/tmp') -MinFrozen 1
+        Test-CheckpointCycle -Machine 'ufs' -VMName $VMName -Tag "ufsroot$RunId" -Dirs @('/root', '/var/tmp') -MinFrozen 1 -WithControl
     }
     Invoke-Scenario 'ufs-wmi-backup' {
         Test-BackupSnapshot -Machine 'ufs' -VMName $VMName -Tag "ufswmi$RunId"
@@ -473,18 +599,25 @@ function Invoke-UfsScenarios([string] $VMName) {
 
 function Invoke-ZfsScenarios([string] $VMName) {
     Invoke-Scenario 'zfs-root' {
-        Test-CheckpointCycle -Machine 'zfs' -VMName $VMName -Tag "zfsroot$RunId" -Dirs @('/root', '/var/tmp') -MinFrozen 0
+        Test-CheckpointCycle -Machine 'zfs' -VMName $VMName -Tag "zfsroot$RunId" -Dirs @('/root', '/var/tmp') -MinFrozen 0 -WithControl
     }
     Invoke-Scenario 'zfs-wmi-backup' {
         Test-BackupSnapshot -Machine 'zfs' -VMName $VMName -Tag "zfswmi$RunId"
     }
 }
 
-# Removes every checkpoint and the VM, whatever state the scenarios left.
+# Deletes the VM with its checkpoints, whatever state the scenarios left.
+# Deleting the VM drops its checkpoints' configurations at once; removing
+# the checkpoints first (Remove-VMSnapshot) would merge every differencing
+# disk into its parent, minutes of disk I/O for disks deleted right after.
 function Remove-TestVM([string] $Machine, [string] $VMName) {
     Write-Step "removing $VMName"
-    if ($null -ne (Get-VM -Name $VMName -ErrorAction SilentlyContinue)) {
-        # Recovery snapshots (WMI) first, then the checkpoints.
+    $vm = Get-VM -Name $VMName -ErrorAction SilentlyContinue
+    if ($null -ne $vm) {
+        if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
+        # A recovery snapshot is left only by a failed *-wmi-backup scenario;
+        # it is destroyed the way it was made (WMI), as Microsoft documents
+        # no behaviour of Remove-VM for one.
         $system = Get-CimInstance -Namespace $VirtNamespace -ClassName Msvm_ComputerSystem -Filter "ElementName='$VMName'"
         if ($null -ne $system) {
             $system | Get-CimAssociatedInstance -ResultClassName CIM_VirtualSystemSettingData -Association Msvm_SnapshotOfVirtualSystem |
@@ -493,28 +626,23 @@ function Remove-TestVM([string] $Machine, [string] $VMName) {
                     try { Remove-BackupSnapshot -Snapshot $_ } catch { Write-Warning "recovery snapshot: $($_.Exception.Message)" }
                 }
         }
-        # Removing each root checkpoint with its children removes them all.
-        Get-VMSnapshot -VMName $VMName -ErrorAction SilentlyContinue |
-            Where-Object { -not $_.ParentSnapshotName } |
-            Remove-VMSnapshot -IncludeAllChildSnapshots -ErrorAction Continue
     }
+    # Vagrant deletes the VM and its folder: the copy of the box's disk and
+    # the checkpoints' differencing disks beside it.
     Invoke-Native -FilePath 'vagrant' -ArgumentList @('destroy', '-f', $Machine) -AllowFailure | Out-Null
     $vm = Get-VM -Name $VMName -ErrorAction SilentlyContinue
-    if ($null -ne $vm) {
-        $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
-        if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
-        Remove-VM -VM $vm -Force
-        $disks | Where-Object { $_ -and (Test-Path $_) } | ForEach-Object { Remove-Item -Force $_ }
-    }
-    Get-ChildItem -Path $Out -Filter "$VMName-*.vhdx" -ErrorAction SilentlyContinue | Remove-Item -Force
+    if ($null -ne $vm) { Remove-VM -VM $vm -Force }
+    # The hot-added disk of ufs-second-disk and the differencing disks
+    # (.avhdx) its checkpoints created beside it.
+    Get-ChildItem -Path $Out -Filter "$VMName-*vhdx" -ErrorAction SilentlyContinue | Remove-Item -Force
 }
 
 # --- main ----------------------------------------------------------------------
 
 function Test-Preflight {
-    foreach ($command in 'Checkpoint-VM', 'Get-VMSnapshot', 'New-VHD', 'Get-CimInstance') {
+    foreach ($command in 'Checkpoint-VM', 'Get-VMIntegrationService', 'New-VHD', 'Get-CimInstance') {
         if ($null -eq (Get-Command $command -ErrorAction SilentlyContinue)) {
-            throw "$command is missing: enable Hyper-V and its PowerShell module (Enable-WindowsOptionalFeature -Online -FeatureName Microsoft-Hyper-V-All)"
+            throw "$command is missing: enable Hyper-V and its PowerShell module (tests\hyperv\README.md, prerequisites)"
         }
     }
     foreach ($tool in 'vagrant', 'git') {
@@ -524,7 +652,14 @@ function Test-Preflight {
         throw 'packer is not on PATH (see tests\hyperv\README.md, prerequisites)'
     }
     if ($null -eq (Get-VMSwitch -Name $SwitchName -ErrorAction SilentlyContinue)) {
-        throw "no Hyper-V switch named '$SwitchName' (-SwitchName; it needs DHCP and Internet access)"
+        throw "no Hyper-V switch named '$SwitchName' (-SwitchName; it needs DHCP and Internet access; Windows Server has no 'Default Switch': tests\hyperv\README.md)"
+    }
+    # A checkout made before .gitattributes existed keeps its CRLF files.
+    $crlf = @($GuestReadFiles | ForEach-Object { Get-ChildItem -Path (Join-Path $Here $_) } |
+            Where-Object { [System.IO.File]::ReadAllText($_.FullName).Contains("`r") } |
+            ForEach-Object { $_.FullName })
+    if ($crlf.Count -gt 0) {
+        throw "CR line endings in files the FreeBSD guest reads: $($crlf -join ', '). Rewrite the checkout with LF: git -C $Repo checkout-index --force --all"
     }
 }
 
@@ -545,7 +680,7 @@ function Build-Boxes {
     $status = Invoke-Native -FilePath 'git' -ArgumentList @('-C', $Repo, 'status', '--porcelain')
     if ($status.Output) { Write-Warning 'the checkout has uncommitted changes; the kmod port builds the committed tree (git archive HEAD)' }
     $src = Join-Path $Out 'hyperv-vss-src.tar'
-    Invoke-Native -FilePath 'git' -ArgumentList @('-C', $Repo, 'archive', '--format=tar', "--output=$src", 'HEAD') | Out-Null
+    Invoke-Native -FilePath 'git' -ArgumentList ($GitArchiveOptions + @('-C', $Repo, 'archive', '--format=tar', "--output=$src", 'HEAD')) | Out-Null
 
     $packerDir = Join-Path $Here 'packer'
     Invoke-Streaming 'packer' @('init', (Join-Path $packerDir 'plugins\plugins.pkr.hcl'))
@@ -558,13 +693,26 @@ function Build-Boxes {
         '-var', "output_dir=$Out", '-var', "http_port=$HttpPort")
     if ($IsoUrl) { $vars += @('-var', "iso_url=$IsoUrl") }
     if ($IsoChecksum) { $vars += @('-var', "iso_checksum=$IsoChecksum") }
+    if ($DistSite) { $vars += @('-var', "freebsd_dist_site=$DistSite") }
+    if ($PortsBranch) { $vars += @('-var', "ports_branch=$PortsBranch") }
     foreach ($fs in $RootFs) {
         Write-Step "packer build ($fs)"
         Invoke-Streaming 'packer' (@('build', '-force', "-only=hyperv-iso.$fs") + $vars + @($packerDir))
     }
 }
 
-$exitCode = 0
+# Everything before the scenarios of one machine; a failure here is a setup
+# failure (exit status 2), not a failed scenario.
+function Start-TestVM([string] $Machine, [string] $VMName) {
+    Write-Step "vagrant up $Machine ($VMName)"
+    Invoke-Streaming 'vagrant' @('up', $Machine, '--provider', 'hyperv')
+    # A failed quiesce must fail the checkpoint, not fall back to a
+    # standard (saved-state) checkpoint.
+    Set-VM -Name $VMName -CheckpointType ProductionOnly
+    Wait-VssIntegration -VMName $VMName
+    Write-Host ((Invoke-Guest -Machine $Machine -Command 'info').Output)
+}
+
 $clock = [System.Diagnostics.Stopwatch]::StartNew()
 $env:VAGRANT_CWD = $Here
 $env:HVVSS_RUN_ID = $RunId
@@ -586,31 +734,32 @@ try {
     foreach ($fs in $RootFs) {
         $vmName = "hyperv-vss-$fs-$RunId"
         try {
-            Write-Step "vagrant up $fs ($vmName)"
-            Invoke-Streaming 'vagrant' @('up', $fs, '--provider', 'hyperv')
-            # A failed quiesce must fail the checkpoint, not fall back to a
-            # standard (saved-state) checkpoint.
-            Set-VM -Name $vmName -CheckpointType ProductionOnly
-            Write-Host ((Invoke-Guest -Machine $fs -Command 'info').Output)
-            if ($fs -eq 'ufs') { Invoke-UfsScenarios -VMName $vmName } else { Invoke-ZfsScenarios -VMName $vmName }
-        }
-        catch {
-            $Results.Add([pscustomobject]@{ Scenario = "$fs-setup"; Result = 'FAIL'; Seconds = 0; Detail = $_.Exception.Message })
-            Write-Host "    FAIL ($fs setup): $($_.Exception.Message)" -ForegroundColor Red
+            $ready = $false
+            try {
+                Start-TestVM -Machine $fs -VMName $vmName
+                $ready = $true
+            }
+            catch {
+                Add-Result -Phase setup -Name "$fs-setup" -Result FAIL -Detail $_.Exception.Message
+                Write-Host "    FAIL ($fs setup): $($_.Exception.Message)" -ForegroundColor Red
+            }
+            if ($ready) {
+                if ($fs -eq 'ufs') { Invoke-UfsScenarios -VMName $vmName } else { Invoke-ZfsScenarios -VMName $vmName }
+            }
         }
         finally {
             try {
                 Remove-TestVM -Machine $fs -VMName $vmName
             }
             catch {
-                $Results.Add([pscustomobject]@{ Scenario = "$fs-cleanup"; Result = 'FAIL'; Seconds = 0; Detail = "remove $vmName by hand: $($_.Exception.Message)" })
+                Add-Result -Phase cleanup -Name "$fs-cleanup" -Result FAIL -Detail "remove $vmName by hand: $($_.Exception.Message)"
             }
         }
     }
 }
 catch {
+    Add-Result -Phase setup -Name 'setup' -Result FAIL -Detail $_.Exception.Message
     Write-Host "setup failed: $($_.Exception.Message)" -ForegroundColor Red
-    $exitCode = 2
 }
 finally {
     Get-NetFirewallRule -DisplayName $FirewallRule -ErrorAction SilentlyContinue | Remove-NetFirewallRule
@@ -627,6 +776,4 @@ $Results | Format-Table -AutoSize -Wrap -Property @('Scenario', 'Result', 'Secon
 $failed = @($Results | Where-Object { $_.Result -ne 'PASS' }).Count
 $passed = @($Results | Where-Object { $_.Result -eq 'PASS' }).Count
 Write-Host "$passed passed, $failed failed"
-if ($exitCode -eq 0 -and $failed -gt 0) { $exitCode = 1 }
-if ($exitCode -eq 0 -and $passed -eq 0) { $exitCode = 2 }
-exit $exitCode
+exit (Get-ExitStatus)

@@ -9,14 +9,16 @@ check fails CI unless that list is exactly what the packaging produces:
                    @sample, @dir, @cwd, option lines, PLIST_SUB values from
                    [workspace.metadata.freebsd-pkg] in Cargo.toml) plus the
                    rc.d scripts (rc-scripts there, USE_RC_SUBR in the port);
-  hyperv-vss-kmod  port/hyperv-vss-kmod/pkg-plist with KMODDIR, and the .ko
+  hyperv-vss-kmod  PLIST_FILES of port/hyperv-vss-kmod/Makefile with KMODDIR, and the .ko
                    name agrees with KMOD= in kmod/Makefile when it exists.
 
 It also checks that the daemon port and pkg-rs agree on the rc.d scripts
 and on leaving the bundled module out, and what run.ps1 and the guest
 scripts read from the daemon: the JSON fields of `hv_vssd -s -j`
 (daemon/src/status.rs), the format of its per-request syslog line, and the
-pidfile of the rc.d script.
+pidfile of the rc.d script. And the names the guest checks the channel
+hand-over with: the VSS class GUID (proto/src/ic.rs) in guest/lib.sh and
+run.ps1, our driver's name (kmod/glue), the module verify-boot.sh expects.
 
 usage: python3 check_drift.py [--root REPO] [--expected FILE]
 """
@@ -93,6 +95,22 @@ def make_var(makefile: Path, name: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def plist_files_var(makefile: Path, prefix: str, sub: dict) -> set:
+    """The files (absolute paths) a port's PLIST_FILES registers; ${VAR}s
+    from `sub`, relative paths under PREFIX, as bsd.port.mk does."""
+    value = make_var(makefile, "PLIST_FILES")
+    if value is None:
+        raise Drift(f"{makefile} sets no PLIST_FILES")
+    files = set()
+    for word in value.split():
+        for key, replacement in sub.items():
+            word = word.replace("${" + key + "}", str(replacement))
+        if "${" in word:
+            raise Drift(f"{makefile}: PLIST_FILES entry {word!r} uses an unknown variable")
+        files.add(_join(prefix, word))
+    return files
+
+
 def read_expected(path: Path) -> dict:
     expected = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
@@ -147,15 +165,15 @@ def check(root: Path, expected_file: Path) -> list:
     else:
         errors.append(f"{port_mk} is missing")
 
-    # --- hyperv-vss-kmod: its port's plist ----------------------------------
+    # --- hyperv-vss-kmod: its port's PLIST_FILES (USES=kmod ports list them so)
     kmod_port = root / "port/hyperv-vss-kmod"
     kmoddir = (make_var(kmod_port / "Makefile", "KMODDIR") or "/boot/modules").strip("/")
-    kmod_files = plist_files(kmod_port / "pkg-plist", prefix, {"KMODDIR": kmoddir}, {})
+    kmod_files = plist_files_var(kmod_port / "Makefile", prefix, {"KMODDIR": "/" + kmoddir})
     errors += compare("hyperv-vss-kmod", expected.get("hyperv-vss-kmod", set()), kmod_files,
-                      "port/hyperv-vss-kmod/pkg-plist")
+                      "PLIST_FILES in port/hyperv-vss-kmod/Makefile")
     kos = sorted(Path(p).name for p in kmod_files if p.endswith(".ko"))
     if len(kos) != 1:
-        errors.append(f"port/hyperv-vss-kmod/pkg-plist installs {kos}: the pipeline expects exactly one .ko")
+        errors.append(f"port/hyperv-vss-kmod installs {kos}: the pipeline expects exactly one .ko")
     kmod_mk = root / "kmod/Makefile"
     if kmod_mk.exists() and kos:
         kmod = make_var(kmod_mk, "KMOD")
@@ -205,6 +223,39 @@ def check_daemon_contract(root: Path) -> list:
     return errors
 
 
+def shell_var(path: Path, name: str) -> str | None:
+    m = re.search(rf"^{name}=(\S+)$", path.read_text(), re.MULTILINE)
+    return m.group(1).strip('"') if m else None
+
+
+def check_guest_names(root: Path, expected_file: Path) -> list:
+    """The names guest/ and run.ps1 use for the VSS channel and our driver."""
+    errors = []
+    hv = root / "tests/hyperv"
+    lib = hv / "guest/lib.sh"
+    ic = (root / "proto/src/ic.rs").read_text()
+    m = re.search(r'VSS_CLASS_GUID_STR: &str = "([0-9a-f-]+)"', ic)
+    if m is None:
+        return ["proto/src/ic.rs: no VSS_CLASS_GUID_STR"]
+    guid = m.group(1)
+    if shell_var(lib, "VSS_CLASSID") != guid:
+        errors.append(f"{lib}: VSS_CLASSID is {shell_var(lib, 'VSS_CLASSID')}, proto/src/ic.rs says {guid}")
+    ps = re.search(r"^\$VssClassId = '([0-9a-f-]+)'", (hv / "run.ps1").read_text(), re.MULTILINE)
+    if ps is None or ps.group(1) != guid:
+        errors.append(f"run.ps1: $VssClassId is {ps.group(1) if ps else None}, proto/src/ic.rs says {guid}")
+    glue = root / "kmod/glue/hv_vss_rs.c"
+    if glue.exists():
+        d = re.search(r"static driver_t \w+ = \{\s*\"(\w+)\"", glue.read_text())
+        if d is None or d.group(1) != shell_var(lib, "OUR_DRIVER"):
+            errors.append(f"{lib}: OUR_DRIVER is {shell_var(lib, 'OUR_DRIVER')}, {glue} names its driver "
+                          f"{d.group(1) if d else '(not found)'}")
+    kos = [Path(p).stem for p in read_expected(expected_file).get("hyperv-vss-kmod", set()) if p.endswith(".ko")]
+    verify = hv / "guest/verify-boot.sh"
+    if [shell_var(verify, "module")] != kos:
+        errors.append(f"{verify}: module={shell_var(verify, 'module')}, expected-files installs {kos}")
+    return errors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parent
@@ -212,7 +263,8 @@ def main() -> int:
     parser.add_argument("--expected", type=Path, default=here.parent / "expected-files")
     args = parser.parse_args()
     try:
-        errors = check(args.root, args.expected) + check_daemon_contract(args.root)
+        errors = (check(args.root, args.expected) + check_daemon_contract(args.root)
+                  + check_guest_names(args.root, args.expected))
     except Drift as e:
         errors = [str(e)]
     for error in errors:
@@ -221,7 +273,8 @@ def main() -> int:
         print(f"{len(errors)} differences between tests/hyperv and the packaging")
         return 1
     print("no drift: tests/hyperv/expected-files matches pkg-plist, the rc.d scripts and the kmod port;")
-    print("          the daemon's status JSON, syslog line and pidfile are what run.ps1 and guest/ read")
+    print("          the daemon's status JSON, syslog line and pidfile are what run.ps1 and guest/ read;")
+    print("          the VSS class GUID, our driver's and module's names are what guest/ and run.ps1 check")
     return 0
 
 

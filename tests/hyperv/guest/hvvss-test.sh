@@ -1,11 +1,14 @@
 #!/bin/sh
 # Guest side of tests/hyperv/run.ps1: the small steps the host asks for over
-# `vagrant ssh`, one subcommand each, run as root (sudo). Installed by the
-# Vagrantfile as /usr/local/libexec/hvvss-test/hvvss-test.sh.
+# `vagrant ssh`, one subcommand each, run as root (sudo). Installed with
+# lib.sh in /usr/local/libexec/hvvss-test by the Packer template and again
+# by the Vagrantfile on every `vagrant up`.
 #
 #   begin TAG                   mark the start of a step in syslog
 #   log-since TAG               hv_vssd/hv_vss_app syslog lines since `begin TAG`
-#   status                      hv_vssd -s -j (exit 1 when not running)
+#   status                      the daemon's status as JSON (lib.sh: daemon_status_json)
+#   flush-delay-raise           keep ZFS from committing a transaction group by
+#                               itself for the next minutes (until the next boot)
 #   marker-write TAG DIR...     write DIR/.hvvss-marker-TAG (no sync), print the token
 #   marker-check TAG TOKEN DIR...  every marker exists and holds TOKEN
 #   marker-absent TAG DIR...    no marker TAG in any DIR
@@ -22,15 +25,12 @@ set -eu
 # sudo may hand over the caller's PATH; the tools below live in all of these.
 PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin
 export PATH
+# shellcheck source=tests/hyperv/guest/lib.sh
+. "${HVVSS_LIB:-$(dirname "$0")/lib.sh}"
 
 JOURNAL=/var/tmp/hvvss-app.journal
 APP_PID=/var/run/hvvss-app.pid
 APP_LOG=/var/log/hvvss-app.log
-
-die() {
-	printf 'hvvss-test: %s\n' "$*" >&2
-	exit 1
-}
 
 marker() { printf '%s/.hvvss-marker-%s' "$1" "$2"; }
 
@@ -51,7 +51,23 @@ log-since)
 	' /var/log/messages
 	;;
 status)
-	exec /usr/local/sbin/hv_vssd -s -j
+	daemon_status_json
+	;;
+flush-delay-raise)
+	# What the marker check needs: without a freeze nothing may put the
+	# marker on disk before the checkpoint. ZFS commits a transaction group
+	# every vfs.zfs.txg.timeout seconds (default 5; zfs_txg_timeout in
+	# sys/contrib/openzfs/module/zfs/txg.c, writable at run time), so raise
+	# it well past the cycle; the daemon's `zpool sync` still commits at the
+	# freeze. A reboot (the restore, the control's power-off) resets it.
+	# UFS needs nothing: the syncer writes a dirty file after kern.filedelay
+	# (30 s) and cannot be made to wait longer (syncer_maxdelay in
+	# sys/kern/vfs_subr.c); run.ps1's control case measures that the window
+	# is short enough.
+	if sysctl -n vfs.zfs.txg.timeout >/dev/null 2>&1; then
+		sysctl vfs.zfs.txg.timeout=600
+	fi
+	echo "ok: flush delays raised until the next boot"
 	;;
 marker-write)
 	tag=$1
@@ -79,7 +95,7 @@ marker-absent)
 	shift
 	for dir in "$@"; do
 		file=$(marker "$dir" "$tag")
-		[ ! -e "$file" ] || die "$file exists"
+		[ ! -e "$file" ] || die "$file exists (holds '$(cat "$file")')"
 		echo "ok: $file absent"
 	done
 	;;
@@ -130,14 +146,14 @@ disk2-setup)
 	;;
 daemon-stop)
 	service hv_vssd onestop
-	if /usr/local/sbin/hv_vssd -s >/dev/null 2>&1; then
+	if daemon_status >/dev/null 2>&1; then
 		die "hv_vssd still running"
 	fi
 	echo "ok: hv_vssd stopped"
 	;;
 daemon-start)
 	service hv_vssd onestart
-	/usr/local/sbin/hv_vssd -s >/dev/null || die "hv_vssd did not start"
+	daemon_status >/dev/null || die "hv_vssd did not start"
 	echo "ok: hv_vssd running"
 	;;
 app-start)

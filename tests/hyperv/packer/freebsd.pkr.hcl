@@ -30,14 +30,14 @@ variable "iso_checksum" {
 
 variable "freebsd_dist_site" {
   type        = string
-  description = "Where the guest fetches src.txz of the same release (kernel sources for the kmod port)."
-  default     = "https://download.freebsd.org/releases/amd64/14.4-RELEASE"
+  description = "Directory holding src.txz of the installed release, for a mirror or a custom ISO. Empty: src.txz comes from the ISO when it carries it, else from the running release's own directory (guest/lib.sh: dist_site); either way provision.sh checks that the sources are the running kernel's release."
+  default     = ""
 }
 
 variable "ports_branch" {
   type        = string
-  description = "Branch of the FreeBSD ports tree cloned in the guest for the kmod port's build framework."
-  default     = "main"
+  description = "Ports branch for the kmod port's build framework. Empty: the branch the guest's pkg repository is built from (quarterly: this quarter's, e.g. 2026Q4; latest: main)."
+  default     = ""
 }
 
 variable "pkg_file" {
@@ -107,6 +107,15 @@ locals {
     "dhclient -l /tmp/dhclient.leases -p /tmp/dhclient.pid hn0<enter><wait15>",
     "fetch -o /tmp/installerconfig http://{{ .HTTPIP }}:{{ .HTTPPort }}/installerconfig<enter><wait5>",
   ]
+  # The installer's "Install" path exports BSDINSTALL_CONFIGCURRENT=yes, its
+  # "Shell" path (ours) does not (release/rc.local). Without it bsdinstall's
+  # bootconfig creates no UEFI boot entry for the installed system
+  # (usr.sbin/bsdinstall/scripts/bootconfig: update_uefi_bootentry); with it,
+  # efibootmgr --create puts the new "FreeBSD" entry first in BootOrder
+  # (usr.sbin/efibootmgr/efibootmgr.c: add_to_boot_order, "it goes on the
+  # front"), so the reboot after the install starts the installed system
+  # although the DVD stays first in the VM's configured boot order.
+  install_command = "BSDINSTALL_CONFIGCURRENT=yes bsdinstall script /tmp/installerconfig && reboot<enter>"
 }
 
 source "hyperv-iso" "freebsd" {
@@ -123,10 +132,17 @@ source "hyperv-iso" "freebsd" {
   memory                = var.memory
   disk_size             = var.disk_size
   headless              = true
-  # Disk first, DVD second: the first boot falls through the empty disk to
-  # the installer; the reboot after bsdinstall boots the installed system
-  # instead of the installer again (UEFI honours the order on every boot).
-  first_boot_device = "SCSI:0:0"
+  # The DVD first, then the disk, and nothing else: no PXE attempt before
+  # the DVD that would shift the typed boot_command's timings. New-VM puts
+  # the new disk at SCSI 0:0 and Add-VMDvdDrive the ISO at the next free
+  # location, SCSI 0:1 (the plugin's CreateVirtualMachine and CreateDvdDrive,
+  # builder/hyperv/common/powershell/hyperv/hyperv.go); boot_order accepts
+  # only SCSI:x:y entries, and its documentation asks for first_boot_device
+  # too, which finds the DVD wherever the plugin attached it. After the
+  # install, the installed system's own UEFI entry comes first
+  # (install_command above). ci/check_template.py checks these lines.
+  first_boot_device = "DVD"
+  boot_order        = ["SCSI:0:1", "SCSI:0:0"]
 
   http_directory = "${path.root}/http"
   http_port_min  = var.http_port
@@ -150,14 +166,33 @@ build {
     name             = "ufs"
     vm_name          = "hyperv-vss-packer-ufs"
     output_directory = "${var.output_dir}/vm-ufs"
-    boot_command     = concat(local.boot_steps, ["ROOTFS=ufs bsdinstall script /tmp/installerconfig && reboot<enter>"])
+    boot_command     = concat(local.boot_steps, ["ROOTFS=ufs ${local.install_command}"])
   }
 
   source "source.hyperv-iso.freebsd" {
     name             = "zfs"
     vm_name          = "hyperv-vss-packer-zfs"
     output_directory = "${var.output_dir}/vm-zfs"
-    boot_command     = concat(local.boot_steps, ["ROOTFS=zfs bsdinstall script /tmp/installerconfig && reboot<enter>"])
+    boot_command     = concat(local.boot_steps, ["ROOTFS=zfs ${local.install_command}"])
+  }
+
+  # The guest helpers first: provision.sh and verify-boot.sh use lib.sh.
+  provisioner "file" {
+    source      = "${path.root}/../guest/lib.sh"
+    destination = "/tmp/hvvss-lib.sh"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/../guest/hvvss-test.sh"
+    destination = "/tmp/hvvss-test.sh"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "install -d /usr/local/libexec/hvvss-test",
+      "install -m 0644 /tmp/hvvss-lib.sh /usr/local/libexec/hvvss-test/lib.sh",
+      "install -m 0755 /tmp/hvvss-test.sh /usr/local/libexec/hvvss-test/hvvss-test.sh",
+    ]
   }
 
   provisioner "file" {
@@ -186,9 +221,9 @@ build {
     execute_command = "chmod +x {{ .Path }}; env {{ .Vars }} {{ .Path }}"
   }
 
-  # Boot into our module: the loader hint keeps the base driver off the
-  # VSS channel, and devd starts our daemon when our module creates the
-  # device.
+  # Boot into our module: loaded by the loader, it wins the VSS channel's
+  # probe over the base driver, and devd starts our daemon when our module
+  # creates the device.
   provisioner "shell" {
     inline            = ["shutdown -r now"]
     expect_disconnect = true
