@@ -143,7 +143,7 @@ for file in files/examples/hooks.d/* man7/*.7 man8/*.8; do
 		left_out=1
 	fi
 done
-for bin in hv_vssd hv_vss_app; do
+for bin in hv_vssd hv_vssctl hv_vss_app; do
 	grep -qxF "/usr/local/sbin/$bin" <<<"$listing" || { echo "packaging: $bin missing" >&2; left_out=1; }
 done
 for page in man4/*.4; do

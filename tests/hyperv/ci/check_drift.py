@@ -14,7 +14,7 @@ check fails CI unless that list is exactly what the packaging produces:
 
 It also checks that the daemon port and pkg-rs agree on the rc.d scripts
 and on leaving the bundled module out, and what run.ps1 and the guest
-scripts read from the daemon: the JSON fields of `hv_vssd -s -j`
+scripts read from the daemon: the JSON fields of `hv_vssctl status -j`
 (daemon/src/status.rs), the format of its per-request syslog line, and the
 pidfile of the rc.d script. And the names the guest checks the channel
 hand-over with: the VSS class GUID (proto/src/ic.rs) in guest/lib.sh and
@@ -186,7 +186,7 @@ def check(root: Path, expected_file: Path) -> list:
     return errors
 
 
-# What run.ps1 reads from `hv_vssd -s -j`: struct -> fields.
+# What run.ps1 reads from `hv_vssctl status -j`: struct -> fields.
 STATUS_FIELDS = {
     "Report": ["running", "status"],
     "Status": ["state", "frozen", "counters", "recent"],

@@ -27,14 +27,13 @@ log() { printf '==> %s: %s\n' "${0##*/}" "$*"; }
 
 # The daemon's status report, as text and as JSON (the fields run.ps1
 # reads are kept in step by ci/check_drift.py); exit status 0 while the
-# daemon runs. The only place that names the status command:
-# `hv_vssctl status [-j]` (same output) replaces `hv_vssd -s [-j]` here.
+# daemon runs. The only place that names the status command.
 daemon_status() {
-	/usr/local/sbin/hv_vssd -s
+	/usr/local/sbin/hv_vssctl status
 }
 
 daemon_status_json() {
-	/usr/local/sbin/hv_vssd -s -j
+	/usr/local/sbin/hv_vssctl status -j
 }
 
 # Reads `devinfo -v` on stdin and prints the device that sits on the VSS
