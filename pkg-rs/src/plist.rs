@@ -34,6 +34,7 @@ impl Substitutions {
     /// The substitutions for `.in` files and the message (the ports'
     /// SUB_LIST): the same, with the `*DIR` directories made absolute under
     /// PREFIX, as bsd.port.mk does, since those texts name installed paths.
+    #[must_use]
     pub fn for_files(&self) -> Self {
         let mut files = self.clone();
         let prefix = self.vars.get("PREFIX").cloned().unwrap_or_default();
