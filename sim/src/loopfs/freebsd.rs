@@ -291,12 +291,22 @@ impl LoopFilesystem {
         else {
             return Err(LoopError::Unsupported(self.fs_type));
         };
-        let (device, target) = (path_str(&md.device)?, path_str(mount_point)?);
-        let options = if self.fs_type == FsType::UfsReadOnly {
-            "ro"
-        } else {
-            "rw"
+        Self::mount_device(self.fs_type, &md.device, mount_point)
+    }
+
+    /// Mounts `device`, holding a UFS of `fs_type`, on `mount_point` (for
+    /// guards that put a mount back without borrowing the filesystem).
+    pub fn mount_device(
+        fs_type: FsType,
+        device: &Path,
+        mount_point: &Path,
+    ) -> Result<(), LoopError> {
+        let options = match fs_type {
+            FsType::UfsReadOnly => "ro",
+            FsType::UfsSuj | FsType::UfsSu | FsType::Ufs => "rw",
+            _ => return Err(LoopError::Unsupported(fs_type)),
         };
+        let (device, target) = (path_str(device)?, path_str(mount_point)?);
         run_tool("mount", &["-t", "ufs", "-o", options, &device, &target]).map(drop)
     }
 
@@ -309,15 +319,16 @@ impl LoopFilesystem {
         }
     }
 
-    /// The fsid of this filesystem if it is a UFS mounted on its mount
-    /// point from its own md device; `None` otherwise (not UFS, or not
-    /// mounted: the path then shows the filesystem underneath, which must
-    /// never be suspended).
+    /// The fsid of this filesystem if it is a read-write UFS mounted on its
+    /// mount point from its own md device; `None` otherwise (another type,
+    /// or not mounted: the path then shows the filesystem underneath, which
+    /// must never be suspended).
     fn own_ufs_fsid(&self) -> Result<Option<Fsid>, LoopError> {
         let Some(md) = &self.md else {
             return Ok(None);
         };
-        if self.pool.is_some() || self.lower.is_some() {
+        // ZFS, nullfs and read-only UFS are never suspended, by anyone.
+        if !self.fs_type.freezes() {
             return Ok(None);
         }
         let stat = statfs(&self.mount_point)?;

@@ -160,13 +160,22 @@ impl LoopFilesystem {
     /// Mounts the filesystem's device on `mount_point` (its own after
     /// [`Self::unmount`], or another directory).
     pub fn mount_on(&self, mount_point: &Path) -> Result<(), LoopError> {
-        let device = self.loop_device.as_deref().map(path_str).transpose()?;
-        let device = device.ok_or_else(|| LoopError::Io {
+        let device = self.loop_device.as_deref().ok_or_else(|| LoopError::Io {
             what: format!("{} has no loop device", self.image.display()),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
-        let target = path_str(mount_point)?;
-        run_tool("mount", &["-t", self.fs_type.name(), &device, &target]).map(drop)
+        Self::mount_device(self.fs_type, device, mount_point)
+    }
+
+    /// Mounts `device`, holding a filesystem of `fs_type`, on `mount_point`
+    /// (for guards that put a mount back without borrowing the filesystem).
+    pub fn mount_device(
+        fs_type: FsType,
+        device: &Path,
+        mount_point: &Path,
+    ) -> Result<(), LoopError> {
+        let (device, target) = (path_str(device)?, path_str(mount_point)?);
+        run_tool("mount", &["-t", fs_type.name(), &device, &target]).map(drop)
     }
 
     /// Unmounts a mount point made with [`Self::mount_on`] elsewhere,
