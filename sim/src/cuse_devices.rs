@@ -249,6 +249,8 @@ pub struct DeviceMount {
     dir: PathBuf,
     /// Node keys, one per [`DeviceKind`]; empty once aborted.
     keys: Vec<usize>,
+    /// Whether `dir` holds links made by [`Self::new`] (removed on abort).
+    links: bool,
 }
 
 impl DeviceMount {
@@ -265,6 +267,7 @@ impl DeviceMount {
         let mut mount = DeviceMount {
             dir: dir.to_owned(),
             keys: Vec::new(),
+            links: true,
         };
         for device in DeviceKind::ALL {
             let name = format!("{prefix}/{}", device.file_name());
@@ -276,6 +279,26 @@ impl DeviceMount {
                     source,
                 }
             })?;
+        }
+        backend.attach_waker(PollWaker::new(move |_device| server.wake_pollers()));
+        Ok(mount)
+    }
+
+    /// Creates the devices as `/dev/hv_fsvss_dev` and `/dev/hv_appvss_dev`
+    /// themselves, where the driver makes them: what devd(8) sees (a CREATE
+    /// event for `cdev=hv_fsvss_dev`) and the rc.d script checks. Fails if
+    /// a driver already made them (a Hyper-V guest).
+    pub fn at_system_paths(backend: &Arc<dyn DeviceBackend>) -> Result<Self, MountError> {
+        let server = Server::get()?;
+        let mut mount = DeviceMount {
+            dir: PathBuf::from("/dev"),
+            keys: Vec::new(),
+            links: false,
+        };
+        for device in DeviceKind::ALL {
+            mount
+                .keys
+                .push(server.create(device.file_name(), device, backend)?);
         }
         backend.attach_waker(PollWaker::new(move |_device| server.wake_pollers()));
         Ok(mount)
@@ -301,8 +324,12 @@ impl DeviceMount {
         for key in self.keys.drain(..) {
             server.destroy(key);
         }
-        for device in DeviceKind::ALL {
-            let _ = std::fs::remove_file(self.path(device));
+        // Never remove anything from /dev itself: devfs removes destroyed
+        // nodes, and a file there that remains is someone else's.
+        if std::mem::take(&mut self.links) {
+            for device in DeviceKind::ALL {
+                let _ = std::fs::remove_file(self.path(device));
+            }
         }
     }
 }

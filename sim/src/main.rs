@@ -24,7 +24,7 @@ const EXIT_UNAVAILABLE: u8 = 69;
 
 const USAGE: &str = "\
 usage: hv-vss-sim backup [--fs type,...] [--daemon path] [--freeze-limit seconds]
-       hv-vss-sim host [--dir dir] [--wait-daemon seconds] [--timeout seconds] step ...
+       hv-vss-sim host [--dir dir | --system] [--wait-daemon seconds] [--timeout seconds] step ...
        hv-vss-sim help
 
 backup  run one Hyper-V backup (negotiate, HOT_BACKUP, FREEZE, THAW) against
@@ -34,7 +34,10 @@ backup  run one Hyper-V backup (negotiate, HOT_BACKUP, FREEZE, THAW) against
         with ZFS loaded).
 host    mount the simulated hv_fsvss_dev and hv_appvss_dev on --dir (default: a
         temporary directory, printed), wait for a daemon to open hv_fsvss_dev
-        (start one with `hv_vssd -n -D dir`), then send the steps.";
+        (start one with `hv_vssd -n -D dir`), then send the steps. FreeBSD:
+        --system creates /dev/hv_fsvss_dev and /dev/hv_appvss_dev themselves,
+        so devd(8) and `service hv_vssd` see them as a driver's (never send
+        freeze to a daemon whose configuration includes real filesystems).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -144,6 +147,7 @@ fn unavailable(missing: &str) -> ExitCode {
 fn host_command(args: &[String]) -> ExitCode {
     let mut opts = getopts::Options::new();
     opts.optopt("", "dir", "where to mount the devices", "DIR");
+    opts.optflag("", "system", "FreeBSD: make /dev/hv_fsvss_dev itself");
     opts.optopt(
         "",
         "wait-daemon",
@@ -170,23 +174,31 @@ fn host_command(args: &[String]) -> ExitCode {
         eprintln!("hv-vss-sim host: cannot run here: {missing}");
         return ExitCode::from(EXIT_UNAVAILABLE);
     }
-    let temporary;
-    let dir = match matches.opt_str("dir") {
-        Some(dir) => PathBuf::from(dir),
-        None => match tempfile::Builder::new().prefix("hv-vss-sim-dev.").tempdir() {
-            Ok(dir) => {
-                temporary = dir;
-                temporary.path().to_owned()
-            }
-            Err(e) => {
-                eprintln!("hv-vss-sim host: temporary directory: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
+    if matches.opt_present("system") && matches.opt_present("dir") {
+        return usage_error("--system and --dir exclude each other");
+    }
     let kernel = SimKernel::start(&KernelOptions::default());
     let backend: std::sync::Arc<dyn DeviceBackend> = kernel.clone();
-    let mount = match DeviceMount::new(&dir, &backend) {
+    let temporary;
+    let mount = if matches.opt_present("system") {
+        system_devices(&backend)
+    } else {
+        let dir = match matches.opt_str("dir") {
+            Some(dir) => PathBuf::from(dir),
+            None => match tempfile::Builder::new().prefix("hv-vss-sim-dev.").tempdir() {
+                Ok(dir) => {
+                    temporary = dir;
+                    temporary.path().to_owned()
+                }
+                Err(e) => {
+                    eprintln!("hv-vss-sim host: temporary directory: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        DeviceMount::new(&dir, &backend).map_err(|e| e.to_string())
+    };
+    let mount = match mount {
         Ok(mount) => mount,
         Err(e) => {
             eprintln!("hv-vss-sim host: {e}");
@@ -218,6 +230,17 @@ fn host_command(args: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The devices at their real paths under /dev (FreeBSD's CUSE only).
+#[cfg(target_os = "freebsd")]
+fn system_devices(backend: &std::sync::Arc<dyn DeviceBackend>) -> Result<DeviceMount, String> {
+    DeviceMount::at_system_paths(backend).map_err(|e| e.to_string())
+}
+
+#[cfg(not(target_os = "freebsd"))]
+fn system_devices(_backend: &std::sync::Arc<dyn DeviceBackend>) -> Result<DeviceMount, String> {
+    Err("--system exists on FreeBSD only (CUSE makes real /dev nodes)".to_owned())
 }
 
 /// Sends each step, prints the reply with its timing; false if a request
