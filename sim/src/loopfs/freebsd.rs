@@ -114,7 +114,7 @@ impl Holder {
     /// exit closes the suspension descriptor.
     fn release(self) {
         drop(self.release);
-        let _ = waitpid(self.pid, None);
+        let _ = wait_for_exit(self.pid);
     }
 }
 
@@ -479,10 +479,20 @@ fn probe_suspension(fsid: Fsid) -> Result<Probe, Errno> {
             // resumes a suspension made here.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None)? {
+        ForkResult::Parent { child } => match wait_for_exit(child)? {
             WaitStatus::Exited(_, code) => exit_code_to_result(code),
             _ => Err(Errno::EIO),
         },
+    }
+}
+
+/// waitpid(2) for `child`, again when a signal interrupts it.
+fn wait_for_exit(child: Pid) -> Result<WaitStatus, Errno> {
+    loop {
+        match waitpid(child, None) {
+            Err(Errno::EINTR) => {}
+            other => return other,
+        }
     }
 }
 
