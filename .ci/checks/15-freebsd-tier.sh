@@ -22,6 +22,27 @@ shellcheck -s sh -x .ci/freebsd/run .ci/freebsd/lib.sh .ci/freebsd/kmod.sh \
 shellcheck -x .ci/run scripts/build-pkg .ci/checks/15-freebsd-tier.sh
 echo "shellcheck: the tier's scripts are clean"
 
+banner "FreeBSD tier: its step accounting (lib.sh, run by sh)"
+# A pass, a failure and a skip: the summary counts each as what it is and
+# the tier exits non-zero; a skipped step never counts as passed.
+if HVVSS_TIER_RESULTS="$work/results" HVVSS_TIER_WORK="$work/tier" sh -c '
+	. .ci/freebsd/lib.sh
+	step "passes" true
+	step "fails" false
+	skip "cannot run" "a reason"
+	passed "cannot run" && echo "a skipped step counted as passed"
+	summary' >"$work/summary.txt"; then
+	cat "$work/summary.txt"
+	echo "the tier's summary exits 0 although a step failed" >&2
+	exit 1
+fi
+grep -qx '1 passed, 1 failed, 1 skipped' "$work/summary.txt"
+if grep -q 'counted as passed' "$work/summary.txt"; then
+	echo "lib.sh: a skipped step counted as passed" >&2
+	exit 1
+fi
+echo "lib.sh: a pass, a failure and a skip are counted as such; a failure fails the tier"
+
 banner "FreeBSD tier: the CI workflow (schema, action inputs, shellcheck of its commands)"
 venv="$HVVSS_TOOLS/ci-lint-venv"
 if [ ! -x "$venv/bin/check-jsonschema" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then

@@ -60,7 +60,7 @@ summary() {
 	[ "$_fail" -eq 0 ]
 }
 
-# pkg install -y the packages not installed yet.
+# pkg install -y the packages not installed yet (run sets ASSUME_ALWAYS_YES).
 ensure_pkg() {
 	_missing=
 	for _p in "$@"; do
@@ -68,7 +68,7 @@ ensure_pkg() {
 	done
 	[ -z "$_missing" ] && return 0
 	# shellcheck disable=SC2086 # one word per package
-	env ASSUME_ALWAYS_YES=yes pkg install -y $_missing
+	pkg install -y $_missing
 }
 
 # Kernel modules the tier needs, loaded unless present (kldload -n).
