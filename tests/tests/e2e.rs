@@ -75,32 +75,27 @@ impl Drop for App {
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn e2e_1_full_backup_one_and_eight_filesystems() {
     let all = [FsType::PRIMARY, FsType::SECONDARY];
-    e2e(
-        "e2e_1_full_backup",
-        Duration::from_secs(240),
-        &all,
-        move || {
-            let eight = [all, all, all, all].concat();
-            for filesystems in [EXT4, &eight[..]] {
-                let timeline = backup::run(&options(filesystems)).unwrap();
-                println!("{}", timeline.render());
-                assert!(timeline.succeeded, "{}", timeline.render());
-                for step in [
-                    "check: all frozen",
-                    "check: writes block",
-                    "check: writes complete",
-                    "check: nothing frozen",
-                    "cleanup",
-                ] {
-                    assert!(
-                        timeline.steps.iter().any(|s| s.name == step && s.ok),
-                        "step {step} missing or failed:\n{}",
-                        timeline.render()
-                    );
-                }
+    e2e("e2e_1_full_backup", Duration::from_secs(240), &all, || {
+        let eight = [FsType::PRIMARY, FsType::SECONDARY].repeat(4);
+        for filesystems in [EXT4, &eight[..]] {
+            let timeline = backup::run(&options(filesystems)).unwrap();
+            println!("{}", timeline.render());
+            assert!(timeline.succeeded, "{}", timeline.render());
+            for step in [
+                "check: all frozen",
+                "check: writes block",
+                "check: writes complete",
+                "check: nothing frozen",
+                "cleanup",
+            ] {
+                assert!(
+                    timeline.steps.iter().any(|s| s.name == step && s.ok),
+                    "step {step} missing or failed:\n{}",
+                    timeline.render()
+                );
             }
-        },
-    );
+        }
+    });
 }
 
 // 2. An app registered: success (app first on freeze, last on thaw),
