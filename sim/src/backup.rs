@@ -1,10 +1,12 @@
 //! `hv-vss-sim backup`: one full backup as Hyper-V runs it, against real
-//! loop-mounted filesystems and the real daemon, printed as a timeline.
+//! scratch filesystems and the real daemon, printed as a timeline.
 //!
-//! Steps: negotiate, HOT_BACKUP (check), FREEZE, prove every filesystem is
-//! frozen and that a write to each blocks, THAW, prove the writes complete
-//! and nothing stays frozen. Cleanup happens in every path because the
-//! [`Simulation`] owns every resource.
+//! Steps: negotiate, HOT_BACKUP (check), FREEZE, prove every freezable
+//! filesystem is frozen and that a write to each blocks (and, on FreeBSD,
+//! that the ZFS pool was synced and the read-only and nullfs mounts were
+//! skipped), THAW, prove the writes complete and nothing stays frozen.
+//! Cleanup happens in every path because the [`Simulation`] owns every
+//! resource.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -15,6 +17,9 @@ use std::time::{Duration, Instant};
 use hv_vss_proto::HostOperation;
 
 use crate::host::Reply;
+use crate::loopfs::{
+    FsType, LoopFilesystem, Treatment, Unavailable, parse_fs_list, select_available,
+};
 use crate::simulation::{Simulation, SimulationError, SimulationOptions};
 
 /// How long the host waits for each reply; above the engine's 15 s chain
@@ -24,6 +29,65 @@ pub const HOST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const BLOCKED_PROOF: Duration = Duration::from_millis(500);
 /// How long writes may take to complete after THAW.
 const WRITE_COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How "is it frozen?" is asked, for the timeline.
+#[cfg(target_os = "linux")]
+const FROZEN_PROBE: &str = "FIFREEZE probe: EBUSY";
+#[cfg(target_os = "freebsd")]
+const FROZEN_PROBE: &str = "UFSSUSPEND probe: EBUSY";
+
+/// The filesystems a backup runs on, and the defaults left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsChoice {
+    pub filesystems: Vec<FsType>,
+    /// Defaults this machine cannot make (only when `--fs` was not given).
+    pub left_out: Vec<Unavailable>,
+}
+
+/// Why no backup can run on the filesystems asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsChoiceError {
+    /// `--fs` could not be parsed, or was empty.
+    #[error("{0}")]
+    Usage(String),
+    /// A filesystem asked for (or every default) cannot be made here.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The filesystems for `hv-vss-sim backup`: those of `--fs` (each must be
+/// available: a missing tool is an error naming it), else the platform's
+/// defaults that this machine can make (at least one). `missing` says why
+/// a type cannot be made ([`crate::environment::fs_missing`]).
+pub fn choose_filesystems(
+    fs_flag: Option<&str>,
+    missing: impl Fn(FsType) -> Option<String>,
+) -> Result<FsChoice, FsChoiceError> {
+    if let Some(list) = fs_flag {
+        let filesystems = parse_fs_list(list).map_err(|e| FsChoiceError::Usage(e.to_string()))?;
+        if filesystems.is_empty() {
+            return Err(FsChoiceError::Usage(
+                "--fs needs at least one filesystem".to_owned(),
+            ));
+        }
+        if let Some(reason) = filesystems.iter().find_map(|&fs| missing(fs)) {
+            return Err(FsChoiceError::Unavailable(reason));
+        }
+        return Ok(FsChoice {
+            filesystems,
+            left_out: Vec::new(),
+        });
+    }
+    let (filesystems, left_out) = select_available(FsType::BACKUP_DEFAULTS, missing);
+    if filesystems.is_empty() {
+        let reasons: Vec<String> = left_out.iter().map(|u| u.reason.clone()).collect();
+        return Err(FsChoiceError::Unavailable(reasons.join("; ")));
+    }
+    Ok(FsChoice {
+        filesystems,
+        left_out,
+    })
+}
 
 /// One line of the timeline.
 #[derive(Debug, Clone)]
@@ -238,24 +302,86 @@ fn scenario(timeline: &mut Timeline, sim: &mut Simulation) {
     }
     let frozen_at = Instant::now();
 
-    let started = Instant::now();
-    let frozen = sim.filesystems.frozen();
-    let all_frozen = matches!(&frozen, Ok(list) if list.len() == sim.filesystems.len());
-    let detail = match &frozen {
-        Ok(list) => format!(
-            "{} of {} frozen (FIFREEZE probe: EBUSY)",
-            list.len(),
-            sim.filesystems.len()
-        ),
-        Err(e) => e.to_string(),
-    };
-    timeline.step("check: all frozen", started, all_frozen, detail);
+    check_frozen(timeline, sim);
 
     let writes = prove_writes_block(timeline, sim);
     if host_step(timeline, sim, HostOperation::Thaw, "THAW") {
         timeline.frozen_for = Some(frozen_at.elapsed());
     }
     prove_writes_complete(timeline, writes);
+    // After the THAW: the daemon holds its log lines while frozen.
+    check_not_frozen_but_handled(timeline, sim);
+}
+
+/// The simulation's filesystems the daemon must freeze.
+fn freezable(sim: &Simulation) -> impl Iterator<Item = &LoopFilesystem> {
+    sim.filesystems.iter().filter(|fs| fs.fs_type().freezes())
+}
+
+/// Every freezable filesystem is frozen now.
+fn check_frozen(timeline: &mut Timeline, sim: &Simulation) {
+    let started = Instant::now();
+    let expected: Vec<PathBuf> = freezable(sim)
+        .map(|fs| fs.mount_point().to_owned())
+        .collect();
+    let frozen = sim.filesystems.frozen();
+    let all_frozen = matches!(&frozen, Ok(list) if *list == expected);
+    let detail = match &frozen {
+        Ok(list) => format!(
+            "{} of {} frozen ({FROZEN_PROBE})",
+            list.len(),
+            expected.len()
+        ),
+        Err(e) => e.to_string(),
+    };
+    timeline.step("check: all frozen", started, all_frozen, detail);
+}
+
+/// The filesystems the daemon must not freeze were handled as the policy
+/// says: a ZFS pool synced (`zpool sync <pool>` in the daemon's log), a
+/// read-only or nullfs mount skipped (`skipping <mount point> (`). No
+/// step when there are none (Linux's ext4/xfs are all frozen).
+fn check_not_frozen_but_handled(timeline: &mut Timeline, sim: &Simulation) {
+    let started = Instant::now();
+    let log = sim.daemon_log();
+    let mut handled = Vec::new();
+    let mut problems = Vec::new();
+    for fs in &sim.filesystems {
+        let mount = fs.mount_point().display().to_string();
+        let (seen, what) = match fs.fs_type().treatment() {
+            Treatment::Frozen => continue,
+            Treatment::Synced => {
+                let pool = fs.pool().unwrap_or("?");
+                (
+                    log.contains(&format!("zpool sync {pool}")),
+                    format!("{pool} synced"),
+                )
+            }
+            Treatment::Skipped => (
+                log.contains(&format!("skipping {mount} (")),
+                format!("{} skipped", fs.fs_type()),
+            ),
+        };
+        if seen {
+            handled.push(what);
+        } else {
+            problems.push(format!("{} not {what}", fs.fs_type()));
+        }
+    }
+    if handled.is_empty() && problems.is_empty() {
+        return;
+    }
+    let ok = problems.is_empty();
+    timeline.step(
+        "check: synced and skipped",
+        started,
+        ok,
+        if ok {
+            handled.join(", ")
+        } else {
+            problems.join("; ")
+        },
+    );
 }
 
 fn negotiate_step(timeline: &mut Timeline, sim: &mut Simulation) -> bool {
@@ -304,9 +430,7 @@ fn host_step(
 /// Starts one write per filesystem and checks that none completes.
 fn prove_writes_block(timeline: &mut Timeline, sim: &Simulation) -> Vec<BlockedWrite> {
     let started = Instant::now();
-    let writes: Vec<BlockedWrite> = sim
-        .filesystems
-        .iter()
+    let writes: Vec<BlockedWrite> = freezable(sim)
         .map(|fs| start_write(fs.mount_point().join("written-while-frozen")))
         .collect();
     std::thread::sleep(BLOCKED_PROOF);
@@ -430,19 +554,12 @@ fn finish(timeline: &mut Timeline, sim: &mut Simulation) {
     );
 }
 
-/// What is left of a run in `dirs`: mounts, loop devices backed by a file
-/// there, or the directories themselves.
+/// What is left of a run in `dirs`: mounts, loop or md devices backed by a
+/// file there, the directories themselves, and (FreeBSD) this process's
+/// ZFS pools.
 fn leftovers(dirs: &[PathBuf]) -> Vec<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let backing_files: Vec<(String, String)> = std::fs::read_dir("/sys/block")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
-            Some((entry.file_name().to_string_lossy().into_owned(), backing))
-        })
-        .collect();
+    let mounts = mount_table();
+    let backings = disk_backings();
     let mut found = Vec::new();
     for dir in dirs {
         let dir_text = dir.to_string_lossy();
@@ -453,7 +570,7 @@ fn leftovers(dirs: &[PathBuf]) -> Vec<String> {
                 .map(|line| format!("mount {line}")),
         );
         found.extend(
-            backing_files
+            backings
                 .iter()
                 .filter(|(_, backing)| backing.contains(dir_text.as_ref()))
                 .map(|(device, _)| format!("/dev/{device}")),
@@ -462,5 +579,130 @@ fn leftovers(dirs: &[PathBuf]) -> Vec<String> {
             found.push(dir.display().to_string());
         }
     }
+    found.extend(own_pools().into_iter().map(|pool| format!("zpool {pool}")));
     found
+}
+
+/// The mount table, one mount per line.
+#[cfg(target_os = "linux")]
+fn mount_table() -> String {
+    std::fs::read_to_string("/proc/self/mounts").unwrap_or_default()
+}
+
+#[cfg(target_os = "freebsd")]
+fn mount_table() -> String {
+    crate::loopfs::run_tool("mount", &["-p"]).unwrap_or_default()
+}
+
+/// (device name, backing file) of every loop device.
+#[cfg(target_os = "linux")]
+fn disk_backings() -> Vec<(String, String)> {
+    std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+            Some((entry.file_name().to_string_lossy().into_owned(), backing))
+        })
+        .collect()
+}
+
+/// (device name, the rest of its `mdconfig -l -v` line) of every md device.
+#[cfg(target_os = "freebsd")]
+fn disk_backings() -> Vec<(String, String)> {
+    crate::loopfs::run_tool("mdconfig", &["-l", "-v"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (unit, rest) = line.split_once(char::is_whitespace)?;
+            Some((unit.to_owned(), rest.to_owned()))
+        })
+        .collect()
+}
+
+/// ZFS pools this process created that still exist.
+#[cfg(target_os = "linux")]
+fn own_pools() -> Vec<String> {
+    Vec::new()
+}
+
+#[cfg(target_os = "freebsd")]
+fn own_pools() -> Vec<String> {
+    let prefix = crate::loopfs::freebsd::pool_prefix();
+    crate::loopfs::run_tool("zpool", &["list", "-H", "-o", "name"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|pool| pool.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine without mkfs.xfs (the probe is injected).
+    fn no_xfs(fs_type: FsType) -> Option<String> {
+        (fs_type == FsType::Xfs).then(|| format!("mkfs.xfs not found: {}", fs_type.install_hint()))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn without_mkfs_xfs_the_default_backup_runs_on_ext4_and_says_how_to_add_xfs() {
+        let choice = choose_filesystems(None, no_xfs).unwrap();
+        assert_eq!(choice.filesystems, vec![FsType::Ext4]);
+        assert_eq!(choice.left_out.len(), 1);
+        assert_eq!(choice.left_out[0].fs_type, FsType::Xfs);
+        assert!(
+            choice.left_out[0]
+                .reason
+                .contains("apt-get install xfsprogs"),
+            "{:?}",
+            choice.left_out
+        );
+    }
+
+    #[test]
+    fn an_explicit_fs_without_its_mkfs_is_an_error_naming_the_tool() {
+        let error = choose_filesystems(Some("xfs"), no_xfs).unwrap_err();
+        assert!(
+            matches!(&error, FsChoiceError::Unavailable(reason)
+                if reason.contains("mkfs.xfs not found") && reason.contains("xfsprogs")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_list_is_taken_as_given_when_every_tool_is_there() {
+        let choice = choose_filesystems(Some("ext4,xfs,ext4"), |_| None).unwrap();
+        assert_eq!(
+            choice.filesystems,
+            vec![FsType::Ext4, FsType::Xfs, FsType::Ext4]
+        );
+        assert!(choice.left_out.is_empty());
+    }
+
+    #[test]
+    fn bad_or_empty_lists_are_usage_errors() {
+        assert!(matches!(
+            choose_filesystems(Some("ext5"), |_| None),
+            Err(FsChoiceError::Usage(_))
+        ));
+        assert!(matches!(
+            choose_filesystems(Some(" , "), |_| None),
+            Err(FsChoiceError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn with_no_default_available_the_error_says_why_for_each() {
+        let error = choose_filesystems(None, |fs_type| Some(format!("no {fs_type}"))).unwrap_err();
+        let FsChoiceError::Unavailable(reasons) = error else {
+            panic!("{error:?}");
+        };
+        for fs_type in FsType::BACKUP_DEFAULTS {
+            assert!(reasons.contains(&format!("no {fs_type}")), "{reasons}");
+        }
+    }
 }

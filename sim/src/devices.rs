@@ -1,5 +1,6 @@
 //! What a simulated `/dev/hv_*vss_dev` device does, independent of how it
-//! is exposed to processes (the FUSE layer in [`crate::fuse_devices`]).
+//! is exposed to processes ([`crate::device_nodes`]: FUSE on Linux, CUSE on
+//! FreeBSD).
 //!
 //! The kernel's cdevsw entry points (open, close, ioctl READ/WRITE, poll)
 //! become the methods of [`DeviceBackend`]; the backend's only way back to
@@ -68,7 +69,8 @@ pub struct Readiness {
 /// real engine from `kmod/`, tests may plug in others.
 ///
 /// Every method is one cdevsw entry point; none may block (the FUSE session
-/// serves all callers from one thread, like a non-sleeping d_ioctl).
+/// and the CUSE server each serve all callers from one thread, like a
+/// non-sleeping d_ioctl).
 pub trait DeviceBackend: Send + Sync + 'static {
     /// `d_open`: at most one opener per device (`EBUSY` otherwise).
     fn open(&self, device: DeviceKind) -> Result<(), DeviceErrno>;

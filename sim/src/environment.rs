@@ -1,8 +1,14 @@
 //! What the simulator needs from the machine, checked up front so that
 //! commands and tests can say precisely what is missing instead of failing
 //! halfway (or passing without having tested anything).
+//!
+//! Linux: root, `/dev/fuse`, loop devices, mkfs.ext4/mkfs.xfs. FreeBSD:
+//! root, `/dev/cuse` (`kldload cuse`), md(4) (`/dev/mdctl`), newfs, and
+//! for ZFS `/dev/zfs` (`kldload zfs`).
 
 use std::path::Path;
+
+use crate::loopfs::FsType;
 
 /// Something the machine lacks for a simulated run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,46 +20,86 @@ impl std::fmt::Display for Missing {
     }
 }
 
-/// Root and `/dev/fuse`: enough to expose the simulated devices.
-pub fn check_fuse() -> Result<(), Missing> {
+/// The device nodes the platform's device layer needs, with how to get each.
+#[cfg(target_os = "linux")]
+const DEVICE_LAYER: (&str, &str) = ("/dev/fuse", "load the fuse module (modprobe fuse)");
+#[cfg(target_os = "freebsd")]
+const DEVICE_LAYER: (&str, &str) = ("/dev/cuse", "load the cuse module (kldload cuse)");
+
+/// The block-device layer for the scratch filesystems.
+#[cfg(target_os = "linux")]
+const DISK_LAYER: (&str, &str) = ("/dev/loop-control", "load the loop module (modprobe loop)");
+#[cfg(target_os = "freebsd")]
+const DISK_LAYER: (&str, &str) = ("/dev/mdctl", "load md(4) (kldload md)");
+
+/// Tools every run needs besides the mkfs programs.
+#[cfg(target_os = "linux")]
+const TOOLS: (&[&str], &str) = (
+    &["losetup", "mount", "umount"],
+    "install util-linux / mount",
+);
+#[cfg(target_os = "freebsd")]
+const TOOLS: (&[&str], &str) = (
+    &["mdconfig", "mount", "umount"],
+    "they are part of FreeBSD's base system",
+);
+
+/// Root and the device layer (FUSE on Linux, CUSE on FreeBSD): enough to
+/// expose the simulated devices.
+pub fn check_devices() -> Result<(), Missing> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Missing(
-            "must run as root: mounting the simulated devices (FUSE), loop devices and \
-             freezing filesystems all need CAP_SYS_ADMIN"
+            "must run as root: making the simulated devices, the scratch disks and \
+             freezing filesystems all need root"
                 .to_owned(),
         ));
     }
-    if !Path::new("/dev/fuse").exists() {
-        return Err(Missing(
-            "/dev/fuse is missing: load the fuse module (modprobe fuse)".to_owned(),
-        ));
+    let (node, how) = DEVICE_LAYER;
+    if !Path::new(node).exists() {
+        return Err(Missing(format!("{node} is missing: {how}")));
     }
     Ok(())
 }
 
-/// Root, `/dev/fuse`, loop devices and the mkfs tools for `fs_types`.
-pub fn check_backup(fs_types: &[crate::loopfs::FsType]) -> Result<(), Missing> {
-    check_fuse()?;
-    if !Path::new("/dev/loop-control").exists() {
-        return Err(Missing(
-            "/dev/loop-control is missing: load the loop module (modprobe loop)".to_owned(),
+/// Root and `/dev/fuse` (Linux's [`check_devices`], by its older name).
+#[cfg(target_os = "linux")]
+pub fn check_fuse() -> Result<(), Missing> {
+    check_devices()
+}
+
+/// Why this machine cannot create `fs_type`, with what to do about it;
+/// `None` when it can.
+pub fn fs_missing(fs_type: FsType) -> Option<String> {
+    if !fs_type.supported() {
+        return Some(format!(
+            "{fs_type} cannot be made on {}",
+            std::env::consts::OS
         ));
     }
-    for fs in fs_types {
-        let tool = fs.mkfs_tool();
-        if which(tool).is_none() {
-            return Err(Missing(format!(
-                "{tool} not found: install {} (apt-get install {})",
-                fs.debian_package(),
-                fs.debian_package()
-            )));
-        }
+    let tool = fs_type.mkfs_tool();
+    if which(tool).is_none() {
+        return Some(format!("{tool} not found: {}", fs_type.install_hint()));
     }
-    for tool in ["losetup", "mount", "umount"] {
+    if fs_type == FsType::Zfs && !Path::new("/dev/zfs").exists() {
+        return Some(format!("/dev/zfs is missing: {}", fs_type.install_hint()));
+    }
+    None
+}
+
+/// Root, the device layer, the disk layer and the tools for `fs_types`.
+pub fn check_backup(fs_types: &[FsType]) -> Result<(), Missing> {
+    check_devices()?;
+    let (node, how) = DISK_LAYER;
+    if !Path::new(node).exists() {
+        return Err(Missing(format!("{node} is missing: {how}")));
+    }
+    if let Some(reason) = fs_types.iter().find_map(|&fs| fs_missing(fs)) {
+        return Err(Missing(reason));
+    }
+    let (tools, how) = TOOLS;
+    for tool in tools {
         if which(tool).is_none() {
-            return Err(Missing(format!(
-                "{tool} not found: install util-linux / mount"
-            )));
+            return Err(Missing(format!("{tool} not found: {how}")));
         }
     }
     Ok(())

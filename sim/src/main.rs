@@ -1,7 +1,8 @@
 //! `hv-vss-sim`: the Hyper-V host simulator's command line.
 //!
-//! - `hv-vss-sim backup`: a full backup against real loop-mounted
-//!   filesystems and the real daemon, printed as a timeline;
+//! - `hv-vss-sim backup`: a full backup against real scratch filesystems
+//!   (loop-mounted on Linux, md(4)-backed on FreeBSD) and the real daemon,
+//!   printed as a timeline;
 //! - `hv-vss-sim host`: expose the simulated devices in a directory and
 //!   run a script of host requests against whatever opens them.
 
@@ -9,12 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use hv_vss_sim::backup;
+use hv_vss_sim::backup::{self, FsChoiceError};
+use hv_vss_sim::device_nodes::DeviceMount;
 use hv_vss_sim::devices::{DeviceBackend, DeviceKind};
-use hv_vss_sim::fuse_devices::DeviceMount;
 use hv_vss_sim::host::Host;
 use hv_vss_sim::kernel::{KernelOptions, SimKernel};
-use hv_vss_sim::loopfs::parse_fs_list;
 use hv_vss_sim::script::{self, HostStep, STEP_HELP};
 use hv_vss_sim::simulation::{SimulationError, SimulationOptions};
 
@@ -23,15 +23,21 @@ const EXIT_USAGE: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
 
 const USAGE: &str = "\
-usage: hv-vss-sim backup [--fs ext4,xfs,...] [--daemon path] [--freeze-limit seconds]
-       hv-vss-sim host [--dir dir] [--wait-daemon seconds] [--timeout seconds] step ...
+usage: hv-vss-sim backup [--fs type,...] [--daemon path] [--freeze-limit seconds]
+       hv-vss-sim host [--dir dir | --system] [--wait-daemon seconds] [--timeout seconds] step ...
        hv-vss-sim help
 
 backup  run one Hyper-V backup (negotiate, HOT_BACKUP, FREEZE, THAW) against
-        loop-mounted filesystems and the real hv_vssd; needs root.
+        scratch filesystems and the real hv_vssd; needs root. --fs types:
+        Linux ext4, xfs (default: both, xfs only with mkfs.xfs); FreeBSD
+        ufs-suj, ufs-su, ufs, zfs, ufs-ro, nullfs (default: all, zfs only
+        with ZFS loaded).
 host    mount the simulated hv_fsvss_dev and hv_appvss_dev on --dir (default: a
         temporary directory, printed), wait for a daemon to open hv_fsvss_dev
-        (start one with `hv_vssd -n -D dir`), then send the steps.";
+        (start one with `hv_vssd -n -D dir`), then send the steps. FreeBSD:
+        --system creates /dev/hv_fsvss_dev and /dev/hv_appvss_dev themselves,
+        so devd(8) and `service hv_vssd` see them as a driver's (never send
+        freeze to a daemon whose configuration includes real filesystems).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,12 +82,19 @@ fn backup_command(args: &[String]) -> ExitCode {
         Err(e) => return usage_error(&e.to_string()),
     };
     let mut options = SimulationOptions::default();
-    if let Some(list) = matches.opt_str("fs") {
-        match parse_fs_list(&list) {
-            Ok(list) if !list.is_empty() => options.filesystems = list,
-            Ok(_) => return usage_error("--fs needs at least one filesystem"),
-            Err(e) => return usage_error(&e.to_string()),
+    let fs_flag = matches.opt_str("fs");
+    match backup::choose_filesystems(fs_flag.as_deref(), hv_vss_sim::environment::fs_missing) {
+        Ok(choice) => {
+            for left_out in &choice.left_out {
+                println!(
+                    "hv-vss-sim backup: {} skipped: {}",
+                    left_out.fs_type, left_out.reason
+                );
+            }
+            options.filesystems = choice.filesystems;
         }
+        Err(FsChoiceError::Usage(e)) => return usage_error(&e),
+        Err(FsChoiceError::Unavailable(missing)) => return unavailable(&missing),
     }
     options.daemon_binary = matches.opt_str("daemon").map(PathBuf::from);
     match seconds(&matches, "freeze-limit") {
@@ -103,16 +116,7 @@ fn backup_command(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(SimulationError::Environment(missing)) => {
-            eprintln!(
-                "hv-vss-sim backup: cannot run here: {missing}\n\
-                 It creates sparse loop-mounted ext4/xfs images in a temporary directory, mounts \
-                 the simulated devices with FUSE and lets hv_vssd freeze those filesystems \
-                 (FIFREEZE): all of that needs root, /dev/fuse, /dev/loop-control, mkfs.ext4 and \
-                 mkfs.xfs. Nothing else on the machine is touched."
-            );
-            ExitCode::from(EXIT_UNAVAILABLE)
-        }
+        Err(SimulationError::Environment(missing)) => unavailable(&missing.to_string()),
         Err(e) => {
             eprintln!("hv-vss-sim backup: {e}");
             ExitCode::FAILURE
@@ -120,9 +124,30 @@ fn backup_command(args: &[String]) -> ExitCode {
     }
 }
 
+/// What `backup` needs, for a machine that lacks some of it.
+#[cfg(target_os = "linux")]
+const BACKUP_NEEDS: &str = "It creates sparse loop-mounted ext4/xfs images in a temporary \
+    directory, mounts the simulated devices with FUSE and lets hv_vssd freeze those \
+    filesystems (FIFREEZE): that needs root, /dev/fuse, /dev/loop-control and mkfs.ext4 \
+    (mkfs.xfs for xfs).";
+#[cfg(target_os = "freebsd")]
+const BACKUP_NEEDS: &str = "It creates md(4)-backed UFS2 and ZFS filesystems in a temporary \
+    directory, makes the simulated devices with CUSE and lets hv_vssd suspend them \
+    (UFSSUSPEND): that needs root, /dev/cuse (kldload cuse), /dev/mdctl and, for zfs, \
+    /dev/zfs (kldload zfs).";
+
+fn unavailable(missing: &str) -> ExitCode {
+    eprintln!(
+        "hv-vss-sim backup: cannot run here: {missing}\n{BACKUP_NEEDS} Nothing else on the \
+         machine is touched."
+    );
+    ExitCode::from(EXIT_UNAVAILABLE)
+}
+
 fn host_command(args: &[String]) -> ExitCode {
     let mut opts = getopts::Options::new();
     opts.optopt("", "dir", "where to mount the devices", "DIR");
+    opts.optflag("", "system", "FreeBSD: make /dev/hv_fsvss_dev itself");
     opts.optopt(
         "",
         "wait-daemon",
@@ -145,27 +170,35 @@ fn host_command(args: &[String]) -> ExitCode {
         (Ok(w), Ok(t)) => (w, t.unwrap_or(backup::HOST_TIMEOUT)),
         (Err(e), _) | (_, Err(e)) => return usage_error(&e),
     };
-    if let Err(missing) = hv_vss_sim::environment::check_fuse() {
+    if let Err(missing) = hv_vss_sim::environment::check_devices() {
         eprintln!("hv-vss-sim host: cannot run here: {missing}");
         return ExitCode::from(EXIT_UNAVAILABLE);
     }
-    let temporary;
-    let dir = match matches.opt_str("dir") {
-        Some(dir) => PathBuf::from(dir),
-        None => match tempfile::Builder::new().prefix("hv-vss-sim-dev.").tempdir() {
-            Ok(dir) => {
-                temporary = dir;
-                temporary.path().to_owned()
-            }
-            Err(e) => {
-                eprintln!("hv-vss-sim host: temporary directory: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
+    if matches.opt_present("system") && matches.opt_present("dir") {
+        return usage_error("--system and --dir exclude each other");
+    }
     let kernel = SimKernel::start(&KernelOptions::default());
     let backend: std::sync::Arc<dyn DeviceBackend> = kernel.clone();
-    let mount = match DeviceMount::new(&dir, &backend) {
+    let temporary;
+    let mount = if matches.opt_present("system") {
+        system_devices(&backend)
+    } else {
+        let dir = match matches.opt_str("dir") {
+            Some(dir) => PathBuf::from(dir),
+            None => match tempfile::Builder::new().prefix("hv-vss-sim-dev.").tempdir() {
+                Ok(dir) => {
+                    temporary = dir;
+                    temporary.path().to_owned()
+                }
+                Err(e) => {
+                    eprintln!("hv-vss-sim host: temporary directory: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        DeviceMount::new(&dir, &backend).map_err(|e| e.to_string())
+    };
+    let mount = match mount {
         Ok(mount) => mount,
         Err(e) => {
             eprintln!("hv-vss-sim host: {e}");
@@ -197,6 +230,17 @@ fn host_command(args: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The devices at their real paths under /dev (FreeBSD's CUSE only).
+#[cfg(target_os = "freebsd")]
+fn system_devices(backend: &std::sync::Arc<dyn DeviceBackend>) -> Result<DeviceMount, String> {
+    DeviceMount::at_system_paths(backend).map_err(|e| e.to_string())
+}
+
+#[cfg(not(target_os = "freebsd"))]
+fn system_devices(_backend: &std::sync::Arc<dyn DeviceBackend>) -> Result<DeviceMount, String> {
+    Err("--system exists on FreeBSD only (CUSE makes real /dev nodes)".to_owned())
 }
 
 /// Sends each step, prints the reply with its timing; false if a request

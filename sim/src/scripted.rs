@@ -1,5 +1,5 @@
 //! A scripted device backend: requests are queued by hand and answers
-//! recorded, with no engine behind. It tests the FUSE layer and device
+//! recorded, with no engine behind. It tests the device layer and device
 //! clients (the app library, `hv_vss_app`) independently of the engine.
 
 use std::collections::VecDeque;
@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 use hv_vss_proto::DeviceMessage;
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::device_nodes::DeviceMount;
 use crate::devices::{DeviceBackend, DeviceErrno, DeviceKind, PollWaker, Readiness};
-use crate::environment::{check_fuse, report_skip};
-use crate::fuse_devices::DeviceMount;
+use crate::environment::{check_devices, report_skip};
 
 /// Scripted devices mounted in a fresh temporary directory: what a test of
-/// a device client starts from. `None` where FUSE cannot be used here, after
+/// a device client starts from (on FreeBSD, of a client in another process:
+/// CUSE refuses opens by the process serving the device). `None` where
+/// the device layer cannot be used here, after
 /// printing `SKIP <test>: <reason>` (a failure when `HV_VSS_E2E_REQUIRED=1`).
 /// Keep the directory and the mount alive for the test's duration.
 #[must_use]
 pub fn mount_for_test(
     test: &str,
 ) -> Option<(tempfile::TempDir, Arc<ScriptedDevices>, DeviceMount)> {
-    if let Err(missing) = check_fuse() {
+    if let Err(missing) = check_devices() {
         report_skip(test, &missing);
         return None;
     }

@@ -1,5 +1,6 @@
-//! One simulated guest: loop filesystems, the kernel engine behind FUSE
-//! devices, the host, and (when started) the real daemon.
+//! One simulated guest: scratch filesystems, the kernel engine behind the
+//! simulated devices (FUSE on Linux, CUSE on FreeBSD), the host, and (when
+//! started) the real daemon.
 //!
 //! Fields drop in declaration order, which is the cleanup order: the
 //! daemon is stopped first, then the devices are unmounted and the engine's
@@ -12,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::{self, Program};
 use crate::daemon::{DaemonError, DaemonProcess, DaemonSetup};
+use crate::device_nodes::{DeviceMount, MountError};
 use crate::devices::{DeviceBackend, DeviceKind};
 use crate::environment::{self, Missing};
-use crate::fuse_devices::{DeviceMount, MountError};
 use crate::host::Host;
 use crate::kernel::{KernelOptions, SimKernel};
 use crate::loopfs::{FsType, LoopError, LoopFilesystems};
@@ -37,7 +38,7 @@ pub struct SimulationOptions {
 impl Default for SimulationOptions {
     fn default() -> Self {
         SimulationOptions {
-            filesystems: vec![FsType::Ext4, FsType::Xfs],
+            filesystems: FsType::BACKUP_DEFAULTS.to_vec(),
             daemon_binary: None,
             freeze_limit: None,
             hook_timeout: None,

@@ -1,6 +1,6 @@
 //! The simulated kernel without FUSE or root: the real engine behind the
 //! glue-equivalent entry points, including the callout thread's deadlines.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", target_os = "freebsd"))]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;

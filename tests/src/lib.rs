@@ -1,21 +1,24 @@
 //! Support for the end-to-end tests in `tests/tests/`: the real
 //! `hv_vssd` and `hv_vss_app` binaries, the simulated host and kernel
-//! from `hv-vss-sim`, and real loop-mounted filesystems.
+//! from `hv-vss-sim`, and real scratch filesystems (loop-mounted on Linux,
+//! md(4)-backed on FreeBSD; [`platform`] holds what differs).
 //!
 //! Every test runs through [`e2e`], which
 //! - prints `SKIP <test>: <reason>` and returns when the machine lacks root,
-//!   `/dev/fuse`, loop devices or mkfs tools — unless
+//!   the device layer (`/dev/fuse`, `/dev/cuse`), loop or md devices or mkfs
+//!   tools — unless
 //!   `HV_VSS_E2E_REQUIRED=1` is set (CI sets it), then it fails instead;
 //! - serializes the tests (they share loop devices and FUSE), within the
 //!   process and across processes (a lock file);
 //! - runs the body in a thread under a deadline; on expiry it thaws every
 //!   simulator filesystem and kills the children it knows, so the body's
-//!   own cleanup can finish, then fails the test.
+//!   own cleanup can finish, then fails the test ([`platform::emergency_release`]).
 //!
 //! The bodies build on [`scenario`]: the simulation, reply checks, the safe
 //! "which filesystems are frozen" probe, a full backup, the exactly-once
 //! accounting and the soak actions that both suites share.
 
+pub mod platform;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};
@@ -66,54 +69,11 @@ pub fn e2e(
             }
         }
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            emergency_release();
+            platform::emergency_release();
             let _ = done_rx.recv_timeout(Duration::from_secs(60));
             panic!(
                 "{name}: timed out after {timeout:?}; filesystems were thawed and children killed"
             );
-        }
-    }
-}
-
-/// Thaws every filesystem the simulator mounted and kills our children,
-/// so a stuck test body can run its own cleanup.
-fn emergency_release() {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    for line in mounts.lines() {
-        let Some(mount_point) = line.split_whitespace().nth(1) else {
-            continue;
-        };
-        if mount_point.contains("hv-vss-sim-fs.") {
-            if let Ok(dir) = std::fs::File::open(mount_point) {
-                use std::os::fd::AsRawFd;
-                let mut unused: libc::c_int = 0;
-                // SAFETY: FITHAW (_IOWR('X', 120, int)) on an open directory;
-                // the argument is ignored by the kernel.
-                unsafe {
-                    libc::ioctl(
-                        dir.as_raw_fd(),
-                        nix::request_code_readwrite!(b'X', 120, size_of::<libc::c_int>()),
-                        &raw mut unused,
-                    );
-                }
-            }
-        }
-    }
-    // Children of this process: the daemons and apps the tests started.
-    let me = std::process::id().to_string();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            // pid (comm) state ppid ...
-            let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            if after_comm.split_whitespace().nth(1) == Some(me.as_str()) {
-                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
         }
     }
 }

@@ -318,10 +318,11 @@ pub fn spawn_as_configured(setup: &hv_vss_sim::daemon::DaemonSetup) -> std::proc
         .unwrap()
 }
 
-/// Mounts an ext4 loop device back on its mount point when dropped, if
+/// Mounts a loop (md) device back on its mount point when dropped, if
 /// nothing is mounted there (after a test moved or unmounted it).
 #[derive(Debug)]
 pub struct Remount {
+    pub fs_type: FsType,
     pub device: PathBuf,
     pub mount_point: PathBuf,
 }
@@ -329,12 +330,11 @@ pub struct Remount {
 impl Drop for Remount {
     fn drop(&mut self) {
         if !is_mount_point(&self.mount_point) {
-            let _ = std::process::Command::new("mount")
-                .arg("-t")
-                .arg("ext4")
-                .arg(&self.device)
-                .arg(&self.mount_point)
-                .status();
+            let _ = hv_vss_sim::loopfs::LoopFilesystem::mount_device(
+                self.fs_type,
+                &self.device,
+                &self.mount_point,
+            );
         }
     }
 }

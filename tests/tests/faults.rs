@@ -1,5 +1,6 @@
 //! The fault suite of issue 9: the real `hv_vssd`, the real kernel
-//! engine behind FUSE devices and real loop-mounted filesystems, with one
+//! engine behind the simulated devices (FUSE on Linux, CUSE on FreeBSD) and
+//! real scratch filesystems (loop-mounted ext4, md(4)-backed UFS2), with one
 //! fault injected per scenario — a hook that leaves a child behind, a mount
 //! that disappears, a filesystem that refuses to freeze, the device going
 //! away, a stopped daemon, a configuration reloaded mid-freeze — and a
@@ -9,7 +10,7 @@
 //! `hv_vss_e2e::e2e`); without root, FUSE or loop devices each prints
 //! `SKIP <test>: <reason>`. Run them as `.ci/checks/40-e2e.sh` does:
 //! `cargo test -p hv-vss-e2e --test faults -- --ignored --test-threads=1`.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", target_os = "freebsd"))]
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use hv_vss_e2e::scenario::{
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::kernel::KernelOptions;
-use hv_vss_sim::loopfs::FsType;
+use hv_vss_sim::loopfs::{FsType, LoopFilesystem};
 use hv_vss_sim::simulation::Simulation;
 use nix::sys::signal::Signal;
 
@@ -67,11 +68,7 @@ impl Drop for KillOnDrop {
 
 fn alive(pid: i32) -> bool {
     // A zombie is dead: it only waits for its parent to reap it.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, s)| s.starts_with(" Z"))
-    })
+    hv_vss_e2e::platform::alive(pid)
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -88,7 +85,7 @@ fn file_len(path: &Path) -> u64 {
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_1_hook_leaves_a_child_holding_a_file_open() {
-    let fs = [FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_1_hook_child",
         Duration::from_secs(120),
@@ -206,7 +203,7 @@ fn faults_1_hook_leaves_a_child_holding_a_file_open() {
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_2_mount_disappears_between_check_and_freeze() {
-    let fs = [FsType::Ext4, FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_2_vanishing_mount",
         Duration::from_secs(120),
@@ -228,10 +225,11 @@ fn faults_2_mount_disappears_between_check_and_freeze() {
                 "HOT_BACKUP",
                 &sim,
             );
-            nix::mount::umount2(vanishing, nix::mount::MntFlags::empty()).unwrap();
+            sim.filesystems.iter().nth(1).unwrap().unmount().unwrap();
             // Put it back whatever happens, so the simulation's cleanup finds
             // it where it left it.
             let _remount = Remount {
+                fs_type: FsType::PRIMARY,
                 device: loop_device,
                 mount_point: vanishing.clone(),
             };
@@ -267,7 +265,7 @@ fn faults_2_mount_disappears_between_check_and_freeze() {
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_2b_mount_vanishing_after_planning_fails_the_freeze_not_the_parent_frozen() {
-    let fs = [FsType::Ext4, FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_2b_vanishing_after_plan",
         Duration::from_secs(120),
@@ -280,25 +278,16 @@ fn faults_2b_mount_vanishing_after_planning_fails_the_freeze_not_the_parent_froz
             let device = moved.loop_device().unwrap().to_owned();
             let nested = parent.join("nested");
             std::fs::create_dir(&nested).unwrap();
-            nix::mount::umount2(&mounts[2], nix::mount::MntFlags::empty()).unwrap();
+            moved.unmount().unwrap();
             let _restore = Remount {
+                fs_type: FsType::PRIMARY,
                 device: device.clone(),
                 mount_point: mounts[2].clone(),
             };
             let _unnest = Unmount(nested.clone());
-            let status = std::process::Command::new("mount")
-                .arg("-t")
-                .arg("ext4")
-                .arg(&device)
-                .arg(&nested)
-                .status()
-                .unwrap();
-            assert!(
-                status.success(),
-                "mount {} on {}",
-                device.display(),
-                nested.display()
-            );
+            LoopFilesystem::mount_device(FsType::PRIMARY, &device, &nested).unwrap_or_else(|e| {
+                panic!("mount {} on {}: {e}", device.display(), nested.display())
+            });
             // The parent is not in `include`: the daemon must never freeze it.
             sim.daemon_setup.include = vec![control.clone(), nested.clone()];
             sim.daemon_setup
@@ -340,14 +329,7 @@ struct Unmount(PathBuf);
 impl Drop for Unmount {
     fn drop(&mut self) {
         if is_mount_point(&self.0) {
-            if let Ok(dir) = std::fs::File::open(&self.0) {
-                let _ = std::process::Command::new("fsfreeze")
-                    .arg("-u")
-                    .arg(&self.0)
-                    .status();
-                drop(dir);
-            }
-            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            LoopFilesystem::unmount_other(&self.0);
         }
     }
 }
@@ -361,14 +343,16 @@ impl Drop for Unmount {
 // through ext4, and `fsfreeze -f` succeeds on them; vfat/exfat are not
 // even in /proc/filesystems here and would be skipped as NotFreezable).
 // The closest honest fault is a real FIFREEZE error from the real kernel:
-// a filesystem someone else already froze answers EBUSY. Freeze order is
+// a filesystem someone else already froze answers EBUSY. (FreeBSD's
+// UFSSUSPEND answers a UFS another process suspended the same way:
+// ffs_susp_suspend in sys/ufs/ffs/ffs_suspend.c.) Freeze order is
 // reverse mount order (fs2, fs1, fs0), so fs1 fails after fs2 was frozen:
 // the daemon must thaw fs2, never touch fs0, leave fs1 to whoever froze
 // it, and the host must get failure.
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_3_filesystem_refusing_to_freeze_mid_list_rolls_back() {
-    let fs = [FsType::Ext4, FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_3_refusing_fs",
         Duration::from_secs(120),
@@ -415,17 +399,20 @@ fn faults_3_filesystem_refusing_to_freeze_mid_list_rolls_back() {
     );
 }
 
-/// The FUSE control filesystem, where a connection is aborted
+/// Linux: the FUSE control filesystem, where a connection is aborted
 /// (`/sys/fs/fuse/connections/N/abort`): the simulator's
 /// `abort_devices` silently does nothing without it, and it is not
 /// mounted on every machine. Mounted for the test if missing, and then
 /// unmounted again.
+#[cfg(target_os = "linux")]
 struct FuseControl {
     mounted_here: bool,
 }
 
+#[cfg(target_os = "linux")]
 const FUSE_CONTROL: &str = "/sys/fs/fuse/connections";
 
+#[cfg(target_os = "linux")]
 impl FuseControl {
     fn ensure() -> FuseControl {
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -453,6 +440,7 @@ impl FuseControl {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for FuseControl {
     fn drop(&mut self) {
         if self.mounted_here {
@@ -462,19 +450,21 @@ impl Drop for FuseControl {
 }
 
 // 4. The device closes under the daemon (the driver unloaded: the FUSE
-// connection aborted), idle and while frozen with a request pending. The
+// connection aborted, or the CUSE device destroyed), idle and while frozen with a request pending. The
 // daemon thaws everything and exits 71 (hv_vssd(8)); the engine never
 // hears from it again, so the host's pending request is answered by the
 // engine at its deadline, with failure, exactly once.
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_4_device_closes_under_the_daemon() {
-    let fs = [FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_4_device_gone",
         Duration::from_secs(120),
         &fs,
         move || {
+            // FreeBSD's CUSE destroys a device under its openers directly.
+            #[cfg(target_os = "linux")]
             let _fuse_control = FuseControl::ensure();
             let mut options = options(&fs);
             options.kernel = short_kernel(1500, 1000);
@@ -556,7 +546,7 @@ fn faults_4_device_closes_under_the_daemon() {
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_5_sigstop_longer_than_the_deadline() {
-    let fs = [FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_5_sigstop",
         Duration::from_secs(150),
@@ -678,7 +668,7 @@ fn rewrite_config(sim: &Simulation, extra: &str) {
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_6_config_changed_on_sighup_during_a_freeze() {
-    let fs = [FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY];
     e2e(
         "faults_6_sighup",
         Duration::from_secs(120),
@@ -747,7 +737,7 @@ const SOAK_REQUESTS: usize = 1000;
 #[test]
 #[ignore = "end-to-end: needs root, FUSE and loop devices; run by .ci/checks/40-e2e.sh"]
 fn faults_7_randomized_soak_of_1000_requests() {
-    let fs = [FsType::Ext4, FsType::Ext4];
+    let fs = [FsType::PRIMARY, FsType::PRIMARY];
     e2e("faults_7_soak", Duration::from_secs(600), &fs, move || {
         let seed = std::env::var("HV_VSS_FAULTS_SEED")
             .ok()

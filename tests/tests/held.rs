@@ -137,6 +137,7 @@ fn held_1_covered_and_lazily_unmounted_filesystems_are_thawed() {
         let uncover = Detach(mounts[0].clone());
         run("umount", &["-l".as_ref(), mounts[1].as_os_str()]);
         let remount = Remount {
+            fs_type: FsType::Ext4,
             device,
             mount_point: mounts[1].clone(),
         };
@@ -361,6 +362,7 @@ fn held_5_a_mount_point_that_is_not_utf8_is_frozen_and_logged_escaped() {
         std::fs::create_dir_all(&odd).unwrap();
         run("umount", &[mounts[1].as_os_str()]);
         let _back = Remount {
+            fs_type: FsType::Ext4,
             device: device.clone(),
             mount_point: mounts[1].clone(),
         };
@@ -422,6 +424,7 @@ fn held_6_a_hidden_filesystem_is_skipped_by_check_and_freeze_alike() {
             .to_owned();
         run("umount", &[mounts[2].as_os_str()]);
         let _back = Remount {
+            fs_type: FsType::Ext4,
             device: device.clone(),
             mount_point: mounts[2].clone(),
         };
