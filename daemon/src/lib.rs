@@ -6,7 +6,8 @@
 //! [`engine`] (CHECK/FREEZE/THAW, watchdog, rollback) → [`policy`] (which
 //! mounts, from [`mounts`] and [`config`]) → [`hooks`] and [`freezer`].
 //! [`log`] holds log lines while anything is frozen; [`status`] and
-//! [`statefile`] are what the daemon leaves on disk.
+//! [`statefile`] are what the daemon leaves on disk, written through
+//! [`safefile`]. [`hardening`] and [`preflight`] run at start and for `-t`.
 
 pub mod child;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod log;
 pub mod mounts;
 pub mod pidfile;
 pub mod policy;
+pub mod safefile;
 pub mod service;
 pub mod statefile;
 pub mod status;

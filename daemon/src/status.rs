@@ -2,8 +2,9 @@
 //! transactions.
 //!
 //! The running daemon publishes it as a JSON file (`status_file`, default
-//! /var/run/hv_vssd.status), replaced atomically (write a temporary
-//! file, fsync, rename). It is written only while nothing is frozen: just
+//! /var/run/hv_vssd.status), replaced atomically through
+//! [`safefile::write_atomically`] (a new file under a random name, renamed
+//! over the old one; never through a symbolic link or over a device). It is written only while nothing is frozen: just
 //! before a freeze (already saying "frozen" with the mounts about to be
 //! frozen, and the watchdog deadline) and right after thaw or rollback.
 //! /var/run is on the root filesystem on FreeBSD, and a write there while
@@ -12,11 +13,12 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::safefile;
 
 /// How many transactions the status keeps.
 pub const RECENT: usize = 10;
@@ -133,7 +135,7 @@ impl Status {
     pub fn publish(&mut self, path: &Path) -> std::io::Result<()> {
         self.updated_at = unix_now();
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_atomically(path, &json)
+        safefile::write_atomically(path, &json)
     }
 
     pub fn read(path: &Path) -> Result<Self, String> {
@@ -257,28 +259,6 @@ pub fn utc(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Writes `bytes` to a temporary file next to `path` and renames
-/// it over `path`, so readers see the old or the new file, never half.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        // No fsync: the rename is what makes the swap atomic for readers,
-        // and these files need only outlive the daemon, not the machine (a
-        // reboot thaws everything). An fsync here would sit between the
-        // host's FREEZE and the first freeze, and between thaw and answer.
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
