@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod engine;
+pub mod exit_watch;
 pub mod freezer;
 pub mod hooks;
 pub mod log;
