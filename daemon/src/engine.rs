@@ -344,7 +344,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     fn scan_hooks(&mut self) -> Vec<Hook> {
-        let set = hooks::scan(&self.config.hooks_dir, self.hook_owner);
+        let set = hooks::scan(&self.config.hooks_dir, self.hook_owner, &self.config.file);
         for refused in &set.refused {
             let line = format!(
                 "hook {} refused: {}",
@@ -372,7 +372,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     fn run_hooks_reverse(&mut self, hooks: &[Hook], phase: Phase) {
-        for run in hooks::run_reverse(hooks, phase, self.config.hook_timeout) {
+        for run in hooks::run_reverse(hooks, phase, self.config.hook_timeout, None) {
             self.log_hook(&run);
         }
     }
@@ -402,7 +402,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
 
         // 1. Hooks, in lexical order; the first failure vetoes.
         let hooks = self.scan_hooks();
-        let runs = hooks::run_freeze(&hooks, self.config.hook_timeout);
+        let runs = hooks::run_freeze(&hooks, self.config.hook_timeout, None);
         let mut frozen_hooks = Vec::new();
         let mut veto = None;
         for run in &runs {
