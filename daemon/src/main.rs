@@ -7,12 +7,15 @@ use hv_vssd::cli::{self, Args, Mode, exit};
 use hv_vssd::config::{Config, DEFAULT_CONFIG_PATH};
 use hv_vssd::device::{self, CharDevice, OpenError};
 use hv_vssd::engine::Engine;
-use hv_vssd::freezer::{self, PlatformFreezer};
-use hv_vssd::log::Log;
+use hv_vssd::freezer::{self, Freezer, PlatformFreezer};
+use hv_vssd::log::{Escaped, Log};
 use hv_vssd::pidfile::{self, Pidfile, PidfileError};
 use hv_vssd::service::{self, Signals};
 use hv_vssd::status::{Report, Status, unix_now};
-use hv_vssd::{mounts, watchdog};
+use hv_vssd::{hardening, hooks, mounts, preflight, watchdog};
+
+/// The uid hooks must belong to.
+const HOOK_OWNER: u32 = 0;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,9 +57,43 @@ fn run(args: &Args) -> i32 {
         print!("{}", config.effective());
         exit::OK
     } else {
-        println!("hv_vssd: {}: configuration OK", config_path.display());
-        exit::OK
+        test_config(&config, &config_path)
     }
+}
+
+/// `-t`: the file, then the machine: where the daemon's files would live,
+/// and which hooks it would run.
+fn test_config(config: &Config, config_path: &Path) -> i32 {
+    let mounts = match mounts::discover() {
+        Ok(mounts) => mounts,
+        Err(e) => {
+            eprintln!("hv_vssd: {e}");
+            return exit::OSERR;
+        }
+    };
+    let outlives = PlatformFreezer::default().freeze_outlives_process();
+    let findings = preflight::check_files(config, &mounts, outlives);
+    for finding in &findings {
+        eprintln!("hv_vssd: {}: {finding}", config_path.display());
+    }
+    let hooks = hooks::scan(&config.hooks_dir, HOOK_OWNER, &config.file);
+    for hook in &hooks.hooks {
+        println!("hv_vssd: hook {}: accepted", Escaped(hook.path.as_os_str()));
+    }
+    let mut directory_refused = false;
+    for refused in &hooks.refused {
+        eprintln!(
+            "hv_vssd: hook {}: refused: {}",
+            Escaped(refused.path.as_os_str()),
+            refused.reason
+        );
+        directory_refused |= refused.path == config.hooks_dir;
+    }
+    if !findings.is_empty() || directory_refused {
+        return exit::CONFIG;
+    }
+    println!("hv_vssd: {}: configuration OK", config_path.display());
+    exit::OK
 }
 
 fn print_status(config: &Config, json: bool) -> i32 {
@@ -89,23 +126,29 @@ fn print_status(config: &Config, json: bool) -> i32 {
     }
 }
 
+/// The start, in an order that matters:
+/// 1. inherited descriptors closed and core dumps off, before anything can
+///    be frozen ([`hardening`]);
+/// 2. the pidfile locked, writing nothing, so a second instance stops
+///    before it touches the first one's state;
+/// 3. daemon(3), before the device is opened: the base driver remembers
+///    the process that opened it and SIGKILLs it on detach
+///    (sys/dev/hyperv/utilities/hv_snapshot.c), which must be the daemon,
+///    not the parent that exits;
+/// 4. recovery (thawing what an earlier daemon's state file lists) before
+///    any other path is touched: the pidfile may be on a filesystem it left
+///    frozen;
+/// 5. the pid written, the configuration's files checked (warnings), the
+///    device opened, signals, serving.
 fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path: &Path) -> i32 {
-    // The device first: it is single-opener, so a second daemon stops here,
-    // before it could touch the first one's state file.
     let device_dir = device::device_dir(args.device_dir.as_deref());
-    let mut device = match CharDevice::open(&device_dir) {
-        Ok(device) => device,
-        Err(e) => {
-            eprintln!("hv_vssd: {e}");
-            return match e {
-                OpenError::Busy(_) | OpenError::Missing(_) => exit::UNAVAILABLE,
-                OpenError::Permission(_) => exit::NOPERM,
-                OpenError::Other { .. } => exit::OSERR,
-            };
-        }
+    let (mut pidfile, core_note) = match before_anything(&config, &device_dir) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     if !foreground {
-        // Forks: only the child returns. Must precede syslog (pid) and the pidfile.
+        // Forks: only the child returns. Must precede syslog (pid), the
+        // pidfile's pid and the device.
         if let Err(e) = nix::unistd::daemon(false, false) {
             eprintln!("hv_vssd: cannot become a daemon: {e}");
             return exit::OSERR;
@@ -116,44 +159,43 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
     } else {
         Log::syslog(debug)
     };
-    let pidfile = match Pidfile::create(&config.pid_file) {
-        Ok(pidfile) => pidfile,
-        Err(e) => {
-            log.error(e.to_string());
-            return match e {
-                PidfileError::Running { .. } => exit::UNAVAILABLE,
-                PidfileError::Io { .. } => exit::OSERR,
-            };
-        }
-    };
-    let mut signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            log.error(format!("cannot install signal handlers: {e}"));
-            return exit::OSERR;
-        }
-    };
-    log.notice(format!(
-        "started: device {}, config {}, pidfile {}, freeze_limit {} s",
-        device_dir.display(),
-        config_path.display(),
-        pidfile.path().display(),
-        config.freeze_limit.as_secs()
-    ));
-    let hook_owner = 0; // root
+    if let Some(note) = core_note {
+        log.warning(note);
+    }
     let mut engine = Engine::new(
         config,
         PlatformFreezer::default(),
         watchdog::SystemClock,
         log,
         Box::new(mounts::discover),
-        hook_owner,
+        HOOK_OWNER,
     );
     engine.recover();
+    let mut device = match after_recovery(&mut engine, &mut pidfile, &device_dir, config_path) {
+        Ok(device) => device,
+        Err(code) => return code,
+    };
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            engine
+                .log
+                .error(format!("cannot install signal handlers: {e}"));
+            return exit::OSERR;
+        }
+    };
+    let freeze_limit = engine.config().freeze_limit.as_secs();
+    engine.log.notice(format!(
+        "started: device {}, config {}, pidfile {}, freeze_limit {freeze_limit} s",
+        device_dir.display(),
+        config_path.display(),
+        pidfile.path().display(),
+    ));
     engine.publish_status();
-    let explicit = args.config.is_some();
+    // A reload needs the file, whatever the start found: a missing or
+    // unreadable file keeps the whole running configuration.
     let mut reload = || {
-        let config = Config::load(config_path, explicit).map_err(|e| e.to_string())?;
+        let config = Config::load(config_path, true).map_err(|e| e.to_string())?;
         freezer::check_platform_config(&config)?;
         Ok(config)
     };
@@ -167,5 +209,72 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
             engine.log.error(format!("{e}; exiting"));
             exit::OSERR
         }
+    }
+}
+
+/// Steps 1 and 2 of [`serve`], on the terminal: descriptors, core dumps,
+/// whether the device exists (it is opened after daemon(3)), the pidfile
+/// lock. `Err`: the exit status.
+fn before_anything(config: &Config, device_dir: &Path) -> Result<(Pidfile, Option<String>), i32> {
+    if let Err(e) = hardening::close_inherited_descriptors() {
+        eprintln!("hv_vssd: cannot close inherited descriptors: {e}");
+        return Err(exit::OSERR);
+    }
+    let core_note = hardening::forbid_core_dumps().map_err(|e| {
+        eprintln!("hv_vssd: cannot turn core dumps off: {e}");
+        exit::OSERR
+    })?;
+    let device_path = device_dir.join(hv_vss_proto::FS_DEVICE_NAME);
+    if let Err(e) = std::fs::symlink_metadata(&device_path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            eprintln!("hv_vssd: {}", OpenError::Missing(device_path));
+            return Err(exit::UNAVAILABLE);
+        }
+    }
+    let pidfile = Pidfile::lock(&config.pid_file).map_err(|e| {
+        eprintln!("hv_vssd: {e}");
+        pidfile_exit(&e)
+    })?;
+    Ok((pidfile, core_note))
+}
+
+/// Step 5 of [`serve`], once nothing an earlier daemon froze is left: the
+/// pid, warnings about the configuration's files, the device. `Err`: the
+/// exit status.
+fn after_recovery<F: Freezer, C: watchdog::Clock>(
+    engine: &mut Engine<F, C>,
+    pidfile: &mut Pidfile,
+    device_dir: &Path,
+    config_path: &Path,
+) -> Result<CharDevice, i32> {
+    if let Err(e) = pidfile.write_pid() {
+        engine.log.error(e.to_string());
+        return Err(pidfile_exit(&e));
+    }
+    let outlives = PlatformFreezer::default().freeze_outlives_process();
+    match mounts::discover() {
+        Ok(mounts) => {
+            for finding in preflight::check_files(engine.config(), &mounts, outlives) {
+                engine
+                    .log
+                    .warning(format!("{}: {finding}", config_path.display()));
+            }
+        }
+        Err(e) => engine.log.warning(e.to_string()),
+    }
+    CharDevice::open(device_dir).map_err(|e| {
+        engine.log.error(e.to_string());
+        match e {
+            OpenError::Busy(_) | OpenError::Missing(_) => exit::UNAVAILABLE,
+            OpenError::Permission(_) => exit::NOPERM,
+            OpenError::Other { .. } => exit::OSERR,
+        }
+    })
+}
+
+fn pidfile_exit(e: &PidfileError) -> i32 {
+    match e {
+        PidfileError::Running { .. } | PidfileError::Starting(_) => exit::UNAVAILABLE,
+        PidfileError::Io { .. } => exit::OSERR,
     }
 }
