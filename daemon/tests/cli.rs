@@ -338,9 +338,15 @@ fn t_refuses_pid_status_and_state_files_that_are_not_regular_files() {
     let sandbox = Sandbox::new("");
     let dir = sandbox.dir.path().display().to_string();
     let cases = [
-        ("status_file = /dev/null", "`status_file = /dev/null`: is a character device"),
+        (
+            "status_file = /dev/null",
+            "`status_file = /dev/null`: is a character device",
+        ),
         (&*format!("pid_file = {dir}"), "`pid_file = "),
-        (&*format!("state_file = {dir}/no/such/dir/frozen"), "`state_file = "),
+        (
+            &*format!("state_file = {dir}/no/such/dir/frozen"),
+            "`state_file = ",
+        ),
     ];
     for (line, expected) in cases {
         // A key may appear once: drop the sandbox's line for it.
@@ -367,16 +373,27 @@ fn t_refuses_pid_status_and_state_files_that_are_not_regular_files() {
     std::fs::write(&conf, base).unwrap();
     let out = daemon(&["-t", "-c", &conf.display().to_string()]);
     assert_eq!(out.status.code(), Some(78));
-    assert!(text(&out.stderr).contains("symbolic link"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn t_refuses_signs_in_numbers_and_nul_bytes_in_paths() {
-    for extra in ["freeze_limit = +5\n", "hooks_dir = /usr/local/etc/hooks\0.d\n"] {
+    for extra in [
+        "freeze_limit = +5\n",
+        "hooks_dir = /usr/local/etc/hooks\0.d\n",
+    ] {
         let sandbox = Sandbox::new(extra);
         let out = daemon(&["-t", "-c", &sandbox.config()]);
         assert_eq!(out.status.code(), Some(78), "{extra:?}");
-        assert!(text(&out.stderr).contains("line 6"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("line 6"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -415,7 +432,10 @@ fn the_running_daemon_has_a_core_size_limit_of_zero() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
     let inherited = hard.min(1 << 20);
-    assert!(inherited > 0, "the hard core limit is 0 here: nothing to prove");
+    assert!(
+        inherited > 0,
+        "the hard core limit is 0 here: nothing to prove"
+    );
     let sandbox = Sandbox::new("");
     let (mut running, _lines) = start_foreground(&sandbox, move || {
         setrlimit(Resource::RLIMIT_CORE, inherited, hard).map_err(Into::into)
@@ -516,7 +536,11 @@ fn a_second_instance_stops_before_touching_the_first_ones_state() {
         .unwrap();
     assert_eq!(second.status.code(), Some(69), "{}", text(&second.stderr));
     assert!(text(&second.stderr).contains("another hv_vssd is running"));
-    assert!(!text(&second.stderr).contains("thaw"), "{}", text(&second.stderr));
+    assert!(
+        !text(&second.stderr).contains("thaw"),
+        "{}",
+        text(&second.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&state).unwrap(), record);
     assert_eq!(stop(&mut running).code(), Some(0));
 }
