@@ -2,9 +2,14 @@
 //!
 //! One descriptor holds at most one suspended filesystem, so each mount gets
 //! its own; closing the descriptor resumes the filesystem, also when the
-//! process dies, which we keep on purpose ("death = thaw"). The kernel
-//! refuses (EDEADLK) a multi-threaded caller or one holding a descriptor open
-//! for writing on the mount: the daemon is single-threaded and keeps none.
+//! process dies, which we keep on purpose ("death = thaw"). One death does
+//! not thaw: a core dump is written before the descriptors are closed
+//! (sys/kern/kern_sig.c), and a write to a suspended UFS waits for the
+//! resume, so a process dumping core onto a suspended filesystem never
+//! ends; the daemon turns core dumps off at start ([`crate::hardening`]).
+//! The kernel refuses (EDEADLK) a multi-threaded caller or one holding a
+//! descriptor open for writing on the mount: the daemon is single-threaded
+//! and keeps none.
 
 use std::collections::HashMap;
 use std::fs::File;
