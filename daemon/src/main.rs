@@ -213,8 +213,8 @@ fn serve(args: &Args, foreground: bool, debug: bool, config: Config, config_path
 }
 
 /// Steps 1 and 2 of [`serve`], on the terminal: descriptors, core dumps,
-/// whether the device exists (it is opened after daemon(3)), the pidfile
-/// lock. `Err`: the exit status.
+/// whether the device exists and may be opened (it is opened after
+/// daemon(3)), the pidfile lock. `Err`: the exit status.
 fn before_anything(config: &Config, device_dir: &Path) -> Result<(Pidfile, Option<String>), i32> {
     if let Err(e) = hardening::close_inherited_descriptors() {
         eprintln!("hv_vssd: cannot close inherited descriptors: {e}");
@@ -225,11 +225,20 @@ fn before_anything(config: &Config, device_dir: &Path) -> Result<(Pidfile, Optio
         exit::OSERR
     })?;
     let device_path = device_dir.join(hv_vss_proto::FS_DEVICE_NAME);
-    if let Err(e) = std::fs::symlink_metadata(&device_path) {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let access = nix::unistd::access(
+        &device_path,
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    );
+    match access {
+        Err(nix::errno::Errno::ENOENT) => {
             eprintln!("hv_vssd: {}", OpenError::Missing(device_path));
             return Err(exit::UNAVAILABLE);
         }
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => {
+            eprintln!("hv_vssd: {}", OpenError::Permission(device_path));
+            return Err(exit::NOPERM);
+        }
+        _ => {}
     }
     let pidfile = Pidfile::lock(&config.pid_file).map_err(|e| {
         eprintln!("hv_vssd: {e}");

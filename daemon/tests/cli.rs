@@ -350,14 +350,16 @@ fn t_refuses_pid_status_and_state_files_that_are_not_regular_files() {
     ];
     for (line, expected) in cases {
         // A key may appear once: drop the sandbox's line for it.
-        let base = std::fs::read_to_string(sandbox.config())
+        let key = line.split(' ').next().unwrap();
+        let mut lines: Vec<String> = std::fs::read_to_string(sandbox.config())
             .unwrap()
             .lines()
-            .filter(|l| !l.starts_with(line.split(' ').next().unwrap()))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>();
+            .filter(|l| !l.starts_with(key))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{line}\n"));
         let conf = sandbox.path("case.conf");
-        std::fs::write(&conf, format!("{base}{line}\n")).unwrap();
+        std::fs::write(&conf, lines.join("\n")).unwrap();
         let out = daemon(&["-t", "-c", &conf.display().to_string()]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{line}: {err}");
@@ -399,12 +401,12 @@ fn t_refuses_signs_in_numbers_and_nul_bytes_in_paths() {
 
 #[test]
 fn t_refuses_a_hooks_directory_others_can_write_and_lists_accepted_hooks() {
+    use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::new("");
     let hooks = sandbox.path("hooks.d");
     std::fs::create_dir(&hooks).unwrap();
     let hook = hooks.join("10-flush");
     std::fs::write(&hook, "#!/bin/sh\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = daemon(&["-t", "-c", &sandbox.config()]);
@@ -469,7 +471,7 @@ fn an_inherited_descriptor_is_closed_at_start() {
             Err(std::io::Error::last_os_error())
         }
     });
-    let leaked_id = {
+    let leaked_inode = {
         let meta = leaked.metadata().unwrap();
         (meta.dev(), meta.ino())
     };
@@ -479,7 +481,7 @@ fn an_inherited_descriptor_is_closed_at_start() {
         if let Ok(meta) = std::fs::metadata(fd.path()) {
             assert_ne!(
                 (meta.dev(), meta.ino()),
-                leaked_id,
+                leaked_inode,
                 "descriptor {:?} is the leaked file",
                 fd.file_name()
             );
@@ -543,4 +545,41 @@ fn a_second_instance_stops_before_touching_the_first_ones_state() {
     );
     assert_eq!(std::fs::read_to_string(&state).unwrap(), record);
     assert_eq!(stop(&mut running).code(), Some(0));
+}
+
+/// Not allowed to open the device: still exit 77, on the terminal, although
+/// the device is now opened only after daemon(3).
+#[test]
+fn a_user_who_may_not_open_the_device_gets_77_before_anything_else() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP a_user_who_may_not_open_the_device: needs root for setpriv");
+        return;
+    }
+    let sandbox = Sandbox::new("");
+    let devdir = sandbox.path("dev");
+    std::fs::create_dir(&devdir).unwrap();
+    nix::unistd::mkfifo(
+        &devdir.join(hv_vss_proto::FS_DEVICE_NAME),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    for path in [sandbox.dir.path(), &devdir] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(sandbox.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["-n", "-c", &sandbox.config(), "-D"])
+        .arg(&devdir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!sandbox.path("pid").exists(), "a pidfile was created");
 }
