@@ -40,6 +40,14 @@ banner "end-to-end: hold what you froze (cargo test -p hv-vss-e2e --test held --
 # through a bind mount.
 HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test held -- --ignored --test-threads=1
 
+banner "end-to-end: process hygiene (cargo test -p hv-vss-e2e --test hygiene -- --ignored)"
+# Issues 12 and 18: core dumps while frozen, the device opened after
+# daemon(3), inherited descriptors, a hook child that ignores SIGKILL, a
+# restart with the pidfile on a frozen filesystem, SIGHUP with a FIFO or
+# /dev/zero as the configuration, an unprivileged user swapping the hooks
+# directory (setpriv), a status file on a device node, escaped hook output.
+HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test hygiene -- --ignored --test-threads=1
+
 banner "end-to-end: hv-vss-sim backup (the README's first command)"
 cargo build --locked -p hv-vssd -p hv-vss-sim
 # Its own last step checks that its mounts, loop devices and scratch

@@ -81,7 +81,7 @@ pub fn check(config: &Config, config_path: &Path, device_dir: &Path) -> CheckRep
         .collect();
     // Identical duplicate entries: only the last one counts as frozen.
     dedupe_frozen(&mut decisions, plan.freeze.len());
-    let set = hooks::scan(&config.hooks_dir, 0);
+    let set = hooks::scan(&config.hooks_dir, 0, &config.file);
     let mut hook_list: Vec<HookDecision> = set
         .hooks
         .iter()

@@ -92,6 +92,7 @@ fn status(config: &Config, json: bool) -> i32 {
         Err(e) => (None, Some(e)),
     };
     let report = Report {
+        freezing: hv_vssd::busy::is_held(&hv_vssd::busy::lock_path(&config.pid_file)),
         running: pid.is_some(),
         pid,
         status,

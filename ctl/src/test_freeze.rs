@@ -17,6 +17,7 @@ use hv_vssd::busy::{self, FreezeLock};
 use hv_vssd::config::Config;
 use hv_vssd::engine::Engine;
 use hv_vssd::freezer::PlatformFreezer;
+use hv_vssd::hardening;
 use hv_vssd::log::Log;
 use hv_vssd::mounts::{self, PlatformMountTable};
 use hv_vssd::pidfile;
@@ -54,6 +55,20 @@ pub fn run(config: Config, hold: Duration) -> Result<(String, bool), Refused> {
             exit::NOPERM,
             "test freezes filesystems: run it as root",
         ));
+    }
+    // As the daemon does before anything can be frozen: no inherited
+    // descriptor (UFSSUSPEND refuses a process writing to the filesystem)
+    // and no core dump (one written onto a suspended root never ends).
+    hardening::close_inherited_descriptors().map_err(|e| {
+        refused(
+            exit::OSERR,
+            format!("cannot close inherited descriptors: {e}"),
+        )
+    })?;
+    if let Some(note) = hardening::forbid_core_dumps()
+        .map_err(|e| refused(exit::OSERR, format!("cannot turn core dumps off: {e}")))?
+    {
+        eprintln!("hv_vssctl: {note}");
     }
     let mut lock = FreezeLock::open(&busy::lock_path(&config.pid_file)).map_err(|e| {
         refused(

@@ -115,6 +115,23 @@ impl FreezeLock {
     }
 }
 
+/// Whether someone holds the freeze lock at `path` now, i.e. a freeze is
+/// under way, without taking it and without writing anything (read-only,
+/// no creation: it works while the lock file's filesystem is frozen).
+pub fn is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockSharedNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +143,9 @@ mod tests {
         assert!(path.ends_with("hv_vssd.freezing"));
         let mut daemon = FreezeLock::open(&path).unwrap();
         let mut admin = FreezeLock::open(&path).unwrap();
+        assert!(!is_held(&path));
         assert!(daemon.try_lock().unwrap());
+        assert!(is_held(&path));
         assert!(daemon.try_lock().unwrap(), "taking it again is harmless");
         assert!(!admin.try_lock().unwrap());
         daemon.unlock();

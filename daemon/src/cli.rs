@@ -6,8 +6,6 @@ use getopts::Options;
 /// sysexits(3) codes the daemon uses.
 pub mod exit {
     pub const OK: i32 = 0;
-    /// `-s`: the daemon is not running.
-    pub const NOT_RUNNING: i32 = 1;
     pub const USAGE: i32 = 64;
     /// The device is missing or busy, or another daemon runs.
     pub const UNAVAILABLE: i32 = 69;
@@ -18,7 +16,7 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-pub const USAGE: &str = "usage: hv_vssd [-dn] [-c config] [-D devdir]\n       hv_vssd -t | -T [-c config]\n       hv_vssd -s [-j] [-c config]\n       hv_vssd -h\n";
+pub const USAGE: &str = "usage: hv_vssd [-dn] [-c config] [-D devdir]\n       hv_vssd -t | -T [-c config]\n       hv_vssd -h\n";
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +28,6 @@ pub enum Mode {
         /// `-d`: debug logging.
         debug: bool,
     },
-    /// `-s` (`-j`: as JSON): print the status and exit.
-    Status { json: bool },
     /// `-t`: check the configuration and exit.
     TestConfig,
     /// `-T`: check the configuration, print every key's effective value.
@@ -59,8 +55,9 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         .optflag("d", "", "debug")
         .optflag("h", "", "help")
         .optopt("c", "", "configuration file", "FILE")
-        .optflag("s", "", "status")
-        .optflag("j", "", "JSON status")
+        // Earlier releases' status flags, now `hv_vssctl status [-j]`.
+        .optflag("s", "", "")
+        .optflag("j", "", "")
         .optflag("t", "", "test the configuration")
         .optflag("T", "", "print the effective configuration")
         .optopt("D", "", "device directory", "DIR");
@@ -68,18 +65,15 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument `{extra}`"));
     }
-    let (status, test, json) = (m.opt_present("s"), m.opt_present("t"), m.opt_present("j"));
-    let print = m.opt_present("T");
-    if json && !status {
-        return Err("-j goes with -s".to_owned());
+    if m.opt_present("s") || m.opt_present("j") {
+        return Err("the status is `hv_vssctl status` now (-j: `hv_vssctl status -j`)".to_owned());
     }
-    if [status, test, print].iter().filter(|&&f| f).count() > 1 {
-        return Err("-s, -t and -T exclude each other".to_owned());
+    let (test, print) = (m.opt_present("t"), m.opt_present("T"));
+    if test && print {
+        return Err("-t and -T exclude each other".to_owned());
     }
     let mode = if m.opt_present("h") {
         Mode::Help
-    } else if status {
-        Mode::Status { json }
     } else if test {
         Mode::TestConfig
     } else if print {
@@ -118,10 +112,9 @@ mod tests {
 
     #[test]
     fn new_flags() {
-        let a = p(&["-s", "-j", "-c", "/x.conf"]).unwrap();
-        assert_eq!(a.mode, Mode::Status { json: true });
+        let a = p(&["-t", "-c", "/x.conf"]).unwrap();
+        assert_eq!(a.mode, Mode::TestConfig);
         assert_eq!(a.config.as_deref(), Some("/x.conf"));
-        assert_eq!(p(&["-s"]).unwrap().mode, Mode::Status { json: false });
         assert_eq!(p(&["-t", "-c/y"]).unwrap().mode, Mode::TestConfig);
         assert_eq!(p(&["-T"]).unwrap().mode, Mode::PrintConfig);
         assert_eq!(
@@ -135,7 +128,10 @@ mod tests {
         assert!(p(&["-x"]).is_err());
         assert!(p(&["-c"]).is_err());
         assert!(p(&["-j"]).is_err());
-        assert!(p(&["-s", "-t"]).is_err());
+        for old_status in [&["-s"][..], &["-s", "-j"][..]] {
+            let err = p(old_status).unwrap_err();
+            assert!(err.contains("hv_vssctl status"), "{err}");
+        }
         assert!(p(&["-t", "-T"]).is_err());
         assert!(p(&["extra"]).is_err());
     }

@@ -8,7 +8,11 @@
 //! Blank lines and `#` comments are ignored; keys may appear once, except
 //! `exclude` and `include`, which accumulate. Every error names the line and
 //! the problem, and the daemon refuses to start with a bad file (on SIGHUP it
-//! keeps the previous configuration).
+//! keeps the previous configuration, whole).
+//!
+//! The file is read without blocking and must be a regular file of at most
+//! [`MAX_CONFIG_BYTES`]: a FIFO or a link to /dev/zero in its place must not
+//! stall or exhaust the daemon (see [`crate::safefile::read_regular`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,8 +24,13 @@ use glob::Pattern;
 /// (hv_snapshot.c arms a 15 s callout per host request).
 pub const KERNEL_DEADLINE_SECS: u64 = 15;
 
+use crate::safefile;
+
 /// Where the configuration lives unless `-c` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/hv_vssd.conf";
+
+/// The largest configuration file read (a real one is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// What to do with ZFS datasets, which no tool can freeze.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +69,9 @@ pub struct Config {
     pub pid_file: PathBuf,
     pub status_file: PathBuf,
     pub state_file: PathBuf,
+    /// The file this configuration was read from (the default path when
+    /// that file is missing); hooks get it as `HV_VSS_CONFIG`.
+    pub file: PathBuf,
 }
 
 impl Default for Config {
@@ -77,6 +89,7 @@ impl Default for Config {
             pid_file: PathBuf::from("/var/run/hv_vssd.pid"),
             status_file: PathBuf::from("/var/run/hv_vssd.status"),
             state_file: PathBuf::from("/var/run/hv_vssd.frozen"),
+            file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }
 }
@@ -99,22 +112,36 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads and parses `path`. A missing file at the default location means
-    /// "all defaults"; a missing file named with `-c` is an error.
+    /// "all defaults"; a missing file named with `-c` is an error, and so
+    /// is a missing file on reload (the running configuration stays).
     pub fn load(path: &Path, must_exist: bool) -> Result<Self, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|(line, problem)| ConfigError::Line {
-                path: path.to_owned(),
-                line,
-                problem,
-            }),
+        let read_error = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let bytes = match safefile::read_regular(path, MAX_CONFIG_BYTES) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                Ok(Self::default())
+                return Ok(Self {
+                    file: path.to_owned(),
+                    ..Self::default()
+                });
             }
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+            Err(e) => return Err(read_error(e)),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
+        })?;
+        let mut config = Self::parse(&text).map_err(|(line, problem)| ConfigError::Line {
+            path: path.to_owned(),
+            line,
+            problem,
+        })?;
+        path.clone_into(&mut config.file);
+        Ok(config)
     }
 
     /// Parses the text of a configuration file. The error is the 1-based line
@@ -124,6 +151,9 @@ impl Config {
         let mut seen: Vec<(&str, usize)> = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
+            if raw.contains('\0') {
+                return Err((line, "NUL byte in the line".to_owned()));
+            }
             let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
             if content.is_empty() {
                 continue;
@@ -261,14 +291,25 @@ impl Config {
 
     /// Whether the mount at `path` is excluded by the `include`/`exclude` globs.
     pub fn excludes(&self, path: &Path) -> Option<String> {
-        let text = path.to_string_lossy();
-        if let Some(pattern) = self.exclude.iter().find(|p| p.matches(&text)) {
-            return Some(format!("excluded by `exclude = {}`", pattern.as_str()));
+        if let Some(why) = self.excluded_by_pattern(path) {
+            return Some(why);
         }
+        let text = path.to_string_lossy();
         if !self.include.is_empty() && !self.include.iter().any(|p| p.matches(&text)) {
             return Some("not matched by any `include` pattern".to_owned());
         }
         None
+    }
+
+    /// Whether an `exclude` glob names the mount at `path` (not `include`:
+    /// a mount left out by `include` says nothing about the filesystem's
+    /// other mounts).
+    pub fn excluded_by_pattern(&self, path: &Path) -> Option<String> {
+        let text = path.to_string_lossy();
+        self.exclude
+            .iter()
+            .find(|p| p.matches(&text))
+            .map(|pattern| format!("excluded by `exclude = {}`", pattern.as_str()))
     }
 }
 
@@ -288,8 +329,10 @@ fn globs(value: &str) -> Result<Vec<Pattern>, String> {
 }
 
 fn seconds(value: &str, min: u64, max: u64) -> Result<Duration, String> {
+    // Plain digits only: `u64::from_str` would also take "+5".
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     match value.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        Ok(n) if digits && (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
         _ => Err(format!(
             "expected a whole number of seconds from {min} to {max}, found `{value}`"
         )),
@@ -428,14 +471,50 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_plain_digits_and_nul_bytes_are_refused() {
+        for value in ["+5", "-5", " 5x", "0x10", "5.0", "٥"] {
+            let (_, problem) = Config::parse(&format!("freeze_limit = {value}")).unwrap_err();
+            assert!(problem.contains("whole number"), "{value}: {problem}");
+        }
+        let (line, problem) = Config::parse("strict = no\npid_file = /run/a\0b\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(problem.contains("NUL"), "{problem}");
+        assert!(Config::parse("# a comment with \0 is still a NUL\n").is_err());
+    }
+
+    #[test]
     fn load_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.conf");
         std::fs::write(&path, "zfs = perhaps\n").unwrap();
         let err = Config::load(&path, true).unwrap_err().to_string();
         assert!(err.contains("c.conf, line 1"), "{err}");
-        assert!(Config::load(&dir.path().join("missing"), false).is_ok());
-        assert!(Config::load(&dir.path().join("missing"), true).is_err());
+        let missing = dir.path().join("missing");
+        assert_eq!(Config::load(&missing, false).unwrap().file, missing);
+        assert!(Config::load(&missing, true).is_err());
+        std::fs::write(&path, "strict = yes\n").unwrap();
+        assert_eq!(Config::load(&path, true).unwrap().file, path);
+    }
+
+    #[test]
+    fn a_fifo_a_device_or_a_huge_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = Config::load(&fifo, true).unwrap_err().to_string();
+        assert!(err.contains("FIFO"), "{err}");
+        let zero = dir.path().join("zero.conf");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = Config::load(&zero, true).unwrap_err().to_string();
+        assert!(err.contains("character device"), "{err}");
+        let huge = dir.path().join("huge.conf");
+        let line = "# padding\n".repeat(7000);
+        std::fs::write(&huge, &line).unwrap();
+        let err = Config::load(&huge, true).unwrap_err().to_string();
+        assert!(err.contains("larger than 65536 bytes"), "{err}");
+        std::fs::write(&huge, b"strict = \xff\n").unwrap();
+        let err = Config::load(&huge, true).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
     }
 
     #[test]

@@ -623,7 +623,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     fn scan_hooks(&mut self) -> Vec<Hook> {
-        let set = hooks::scan(&self.config.hooks_dir, self.hook_owner);
+        let set = hooks::scan(&self.config.hooks_dir, self.hook_owner, &self.config.file);
         for refused in &set.refused {
             let line = format!(
                 "hook {} refused: {}",
@@ -651,7 +651,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     fn run_hooks_reverse(&mut self, hooks: &[Hook], phase: Phase) {
-        for run in hooks::run_reverse(hooks, phase, self.config.hook_timeout) {
+        for run in hooks::run_reverse(hooks, phase, self.config.hook_timeout, None) {
             self.log_hook(&run);
         }
     }
@@ -1751,6 +1751,6 @@ mod tests {
         assert_eq!(h.send(Freeze, 2), DeviceStatus::Success);
         assert_eq!(h.engine.frozen_paths()[0], odd);
         h.send(Thaw, 3);
-        assert!(h.log_contains("froze /caf\\xe9"), "{:?}", h.log);
+        assert!(h.log_contains("froze /caf\\351"), "{:?}", h.log);
     }
 }

@@ -6,7 +6,8 @@
 //! [`engine`] (CHECK/FREEZE/THAW, watchdog, rollback) → [`policy`] (which
 //! mounts, from [`mounts`] and [`config`]) → [`hooks`] and [`freezer`].
 //! [`log`] holds log lines while anything is frozen; [`status`] and
-//! [`statefile`] are what the daemon leaves on disk.
+//! [`statefile`] are what the daemon leaves on disk, written through
+//! [`safefile`]. [`hardening`] and [`preflight`] run at start and for `-t`.
 
 pub mod busy;
 pub mod child;
@@ -14,12 +15,16 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod engine;
+pub mod exit_watch;
 pub mod freezer;
+pub mod hardening;
 pub mod hooks;
 pub mod log;
 pub mod mounts;
 pub mod pidfile;
 pub mod policy;
+pub mod preflight;
+pub mod safefile;
 pub mod service;
 pub mod statefile;
 pub mod status;

@@ -5,9 +5,18 @@
 //! thaw: syslogd writing to a suspended root blocks, and a daemon blocked on
 //! syslog would never thaw it (microsoft/backupessentials#1 is that deadlock
 //! on Linux). The held lines are capped so a flood cannot exhaust memory.
+//!
+//! Every line is written with its control characters escaped: hook names,
+//! hook output and mount paths come from others, and a newline or an
+//! escape sequence in them must not forge a log line or drive a terminal.
+//! [`Escaped`] renders such a name unambiguously, bytes that are not UTF-8
+//! included (vis(3) style).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
 use syslog::{Facility, Formatter3164, LoggerBackend};
@@ -34,37 +43,6 @@ impl fmt::Display for Level {
             Self::Info => "info",
             Self::Debug => "debug",
         })
-    }
-}
-
-/// Shows bytes from outside the daemon (mount points, hook names) safely in
-/// a log line: valid UTF-8 text stays readable, while control characters
-/// (a newline would forge a second log line) and bytes that are not UTF-8
-/// are written as `\xHH`, and a backslash as `\\`, in the manner of vis(3).
-#[derive(Debug, Clone, Copy)]
-pub struct Escaped<'a>(pub &'a std::ffi::OsStr);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use std::os::unix::ffi::OsStrExt;
-        for chunk in self.0.as_bytes().utf8_chunks() {
-            for c in chunk.valid().chars() {
-                match c {
-                    '\\' => f.write_str("\\\\")?,
-                    c if c.is_control() => {
-                        let mut buf = [0u8; 4];
-                        for byte in c.encode_utf8(&mut buf).bytes() {
-                            write!(f, "\\x{byte:02x}")?;
-                        }
-                    }
-                    c => write!(f, "{c}")?,
-                }
-            }
-            for byte in chunk.invalid() {
-                write!(f, "\\x{byte:02x}")?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -184,6 +162,7 @@ impl Log {
     }
 
     fn write(&mut self, level: Level, text: &str) {
+        let text = &*escape_controls(text);
         match &mut self.sink {
             Sink::Stderr => eprintln!("hv_vssd: {level}: {text}"),
             Sink::Memory(lines) => lines.borrow_mut().push(format!("{level}: {text}")),
@@ -207,6 +186,63 @@ impl Log {
     }
 }
 
+/// A name from outside (a mount path, a hook name) for a log line, as
+/// vis(3) with `VIS_CSTYLE | VIS_OCTAL` would show it: printable characters
+/// as they are, a backslash as `\\`, newline, tab and carriage return as
+/// `\n`, `\t`, `\r`, every other control character and every byte that is
+/// not part of valid UTF-8 as a three-digit octal escape (`caf\351`).
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a OsStr);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.as_bytes().utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == '\\' {
+                    f.write_str("\\\\")?;
+                } else {
+                    write_char_escaped(f, c)?;
+                }
+            }
+            for byte in chunk.invalid() {
+                write!(f, "\\{byte:03o}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `c`, or its escape when it is a control character.
+fn write_char_escaped(out: &mut impl fmt::Write, c: char) -> fmt::Result {
+    match c {
+        '\n' => out.write_str("\\n"),
+        '\t' => out.write_str("\\t"),
+        '\r' => out.write_str("\\r"),
+        c if c.is_control() => {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).as_bytes() {
+                write!(out, "\\{byte:03o}")?;
+            }
+            Ok(())
+        }
+        c => out.write_char(c),
+    }
+}
+
+/// `text` with its control characters escaped as [`Escaped`] does. Backslashes
+/// are left alone, so a name already shown with [`Escaped`] stays readable.
+fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        // Writing into a String cannot fail.
+        let _ = write_char_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
 fn send(w: &mut SyslogWriter, level: Level, text: &str) -> Result<(), syslog::Error> {
     match level {
         Level::Error => w.err(text),
@@ -220,17 +256,6 @@ fn send(w: &mut SyslogWriter, level: Level, text: &str) -> Result<(), syslog::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaped_keeps_text_and_shows_control_and_invalid_bytes() {
-        use std::os::unix::ffi::OsStrExt;
-        let shown = |bytes: &[u8]| Escaped(std::ffi::OsStr::from_bytes(bytes)).to_string();
-        assert_eq!(shown(b"/mnt/data"), "/mnt/data");
-        assert_eq!(shown("/mnt/café".as_bytes()), "/mnt/café");
-        assert_eq!(shown(b"/mnt/caf\xe9"), "/mnt/caf\\xe9");
-        assert_eq!(shown(b"a\nFAKE: line\x1b[31m"), "a\\x0aFAKE: line\\x1b[31m");
-        assert_eq!(shown(b"back\\slash"), "back\\\\slash");
-    }
 
     #[test]
     fn lines_are_held_while_frozen_and_written_after_thaw_in_order() {
@@ -261,6 +286,35 @@ mod tests {
         let (mut log, lines) = Log::memory(true);
         log.debug("shown");
         assert_eq!(*lines.borrow(), ["debug: shown"]);
+    }
+
+    #[test]
+    fn escaped_shows_controls_backslashes_and_non_utf8_bytes_vis_style() {
+        let shown = |bytes: &[u8]| Escaped(OsStr::from_bytes(bytes)).to_string();
+        assert_eq!(shown(b"/mnt/data"), "/mnt/data");
+        assert_eq!(shown(b"caf\xe9"), "caf\\351");
+        assert_eq!(shown("café".as_bytes()), "café");
+        assert_eq!(shown(b"a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(shown(b"\x1b[31mred"), "\\033[31mred");
+        assert_eq!(shown(b"back\\slash"), "back\\\\slash");
+        // A C1 control (U+009B, CSI) is escaped byte by byte.
+        assert_eq!(shown("x\u{9b}y".as_bytes()), "x\\302\\233y");
+    }
+
+    #[test]
+    fn every_written_line_has_its_control_characters_escaped() {
+        let (mut log, lines) = Log::memory(false);
+        log.info("hook 10-x output: done\nerror: forged line\x1b[2J");
+        log.hold();
+        log.warning("held\r\nline");
+        log.release();
+        assert_eq!(
+            *lines.borrow(),
+            [
+                "info: hook 10-x output: done\\nerror: forged line\\033[2J",
+                "warning: held\\r\\nline"
+            ]
+        );
     }
 
     #[test]

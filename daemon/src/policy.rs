@@ -219,7 +219,7 @@ fn hidden_by(mounts: &[Mount]) -> Vec<Option<PathBuf>> {
 fn excluded_filesystems(mounts: &[Mount], config: &Config) -> HashMap<FsId, String> {
     let mut excluded = HashMap::new();
     for mount in mounts {
-        if let Some(why) = config.excludes(&mount.path) {
+        if let Some(why) = config.excluded_by_pattern(&mount.path) {
             excluded.entry(mount.fs_id).or_insert_with(|| {
                 format!(
                     "same filesystem as {}, which is {why}",
@@ -438,6 +438,17 @@ mod tests {
                 reason_for(&plan, bind)
             );
         }
+    }
+
+    #[test]
+    fn a_bind_mount_outside_include_does_not_exclude_the_included_mount() {
+        let mounts = vec![
+            mount("/", "ext4", "/dev/sda1", 1),
+            mount("/data", "xfs", "/dev/loop3", 7),
+            mount("/srv/bind", "xfs", "/dev/loop3", 7),
+        ];
+        let plan = plan(&mounts, &Config::parse("include = /data").unwrap());
+        assert_eq!(paths(&plan.freeze), [Path::new("/data")]);
     }
 
     fn arbitrary_mount() -> impl proptest::strategy::Strategy<Value = Mount> {

@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::mounts::{FsId, Mount, unescape_octal};
-use crate::status::write_atomically;
+use crate::safefile::write_atomically;
+
+/// A record is a few hundred bytes per mount; anything this large is not one.
+const MAX_RECORD: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrozenRecord {
@@ -90,7 +93,9 @@ pub fn clear(path: &Path) -> std::io::Result<()> {
 
 /// Reads a record left by an earlier daemon; `Ok(None)` when there is none.
 pub fn read(path: &Path) -> Result<Option<FrozenRecord>, String> {
-    match std::fs::read(path) {
+    // A regular file of bounded size, opened without blocking: recovery
+    // runs first at start and must not hang on a FIFO planted there.
+    match crate::safefile::read_regular(path, MAX_RECORD) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             format!(
                 "{} is damaged ({e}); remove it after checking that nothing is frozen",

@@ -2,22 +2,25 @@
 //! transactions.
 //!
 //! The running daemon publishes it as a JSON file (`status_file`, default
-//! /var/run/hv_vssd.status), replaced atomically (write a temporary
-//! file, fsync, rename), after it has answered each request: the host does
-//! not wait for it. While something is frozen it is written only if its
-//! directory is not on a frozen filesystem (checked each time; /var/run is
-//! on the root filesystem on FreeBSD, and a write there while root is
-//! suspended would block the daemon until the thaw it is supposed to do),
-//! else it is written right after the thaw. A status that is late is
-//! harmless, a daemon stuck on a write is not.
+//! /var/run/hv_vssd.status), replaced atomically through
+//! [`safefile::write_atomically`] (a new file under a random name, renamed
+//! over the old one; never through a symbolic link or over a device),
+//! after the daemon has answered each request: the host does not wait for
+//! it. While something is frozen it is written only if its directory is
+//! not on a frozen filesystem (checked each time; /var/run is on the root
+//! filesystem on FreeBSD, and a write there while root is suspended would
+//! block the daemon until the thaw it is supposed to do), else right after
+//! the thaw. A status that is late is harmless, a daemon stuck on a write
+//! is not.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::safefile;
 
 /// How many transactions the status keeps.
 pub const RECENT: usize = 10;
@@ -140,22 +143,29 @@ impl Status {
     pub fn publish(&mut self, path: &Path) -> std::io::Result<()> {
         self.updated_at = unix_now();
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_atomically(path, &json)
+        safefile::write_atomically(path, &json)
     }
 
+    /// Reads a published status: a regular file of bounded size, opened
+    /// without blocking (`hv_vssctl status` must answer at once).
     pub fn read(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = crate::safefile::read_regular(path, 1 << 20)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not a status file: {e}", path.display()))
     }
 }
 
-/// What `-s` prints: whether the daemon runs, and its last published status.
+/// What `hv_vssctl status` prints: whether the daemon runs, and its last
+/// published status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub running: bool,
     pub pid: Option<u32>,
+    /// The freeze lock is held: a freeze is under way right now (by the
+    /// daemon, or `hv_vssctl test`), whatever the status file says (it is
+    /// not written while its own filesystem is frozen).
+    pub freezing: bool,
     pub status: Option<Status>,
     /// Why there is no status, when there is none.
     pub problem: Option<String>,
@@ -173,6 +183,13 @@ impl Report {
         }
         if let Some(problem) = &self.problem {
             let _ = writeln!(out, "No status: {problem}");
+        }
+        if self.freezing {
+            out.push_str(
+                "A freeze is under way now (the freeze lock is held); the status below \
+                 is the last one published, which comes up to date after the thaw when \
+                 the status file is on a frozen filesystem.\n",
+            );
         }
         let Some(s) = &self.status else {
             return out;
@@ -274,28 +291,6 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// Writes `bytes` to a temporary file next to `path` and renames
-/// it over `path`, so readers see the old or the new file, never half.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        // No fsync: the rename is what makes the swap atomic for readers,
-        // and these files need only outlive the daemon, not the machine (a
-        // reboot thaws everything). An fsync here would sit between the
-        // host's FREEZE and the first freeze, and between thaw and answer.
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +350,7 @@ mod tests {
         let read = Status::read(&path).unwrap();
         assert_eq!(read, s);
         let report = Report {
+            freezing: false,
             running: true,
             pid: Some(4242),
             status: Some(read),
@@ -379,6 +375,7 @@ mod tests {
     #[test]
     fn a_missing_status_is_reported_not_running() {
         let report = Report {
+            freezing: false,
             running: false,
             pid: None,
             status: None,
@@ -394,6 +391,7 @@ mod tests {
         s.state = State::Frozen;
         s.frozen = vec!["/".to_owned()];
         let report = Report {
+            freezing: false,
             running: false,
             pid: None,
             status: Some(s),

@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hv_vssd");
+/// The binary under test: this package's, unless `HV_VSSD_BIN` names
+/// another (for instance an older build, to see a test fail without a fix).
+fn bin() -> String {
+    std::env::var("HV_VSSD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hv_vssd").to_owned())
+}
 
 fn daemon(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env_remove("HV_VSS_DEVICE_DIR")
         .output()
@@ -117,14 +121,16 @@ fn linux_refuses_to_run_without_include() {
 }
 
 #[test]
-fn status_when_not_running_exits_1() {
-    let sandbox = Sandbox::new("");
-    let out = daemon(&["-s", "-c", &sandbox.config()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("not running"));
-    let out = daemon(&["-s", "-j", "-c", &sandbox.config()]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["running"], false);
+fn the_old_status_flags_name_the_new_command() {
+    for args in [&["-s"][..], &["-s", "-j"][..]] {
+        let out = daemon(args);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(
+            text(&out.stderr).contains("hv_vssctl status"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -219,7 +225,7 @@ fn runs_in_the_foreground_reloads_on_sighup_and_exits_0_on_sigterm() {
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["-n", "-d", "-c", &sandbox.config()])
         .env("HV_VSS_DEVICE_DIR", &devdir)
         .stdout(Stdio::null())
@@ -236,19 +242,15 @@ fn runs_in_the_foreground_reloads_on_sighup_and_exits_0_on_sigterm() {
         "no status file"
     );
 
-    let out = daemon(&["-s", "-c", &sandbox.config()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains(&format!("running as pid {pid}")));
-    assert!(text(&out.stdout).contains("State: idle"));
-    let out = daemon(&["-s", "-j", "-c", &sandbox.config()]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["running"], true);
-    assert_eq!(json["status"]["state"], "idle");
-    assert_eq!(json["status"]["pid"], pid);
+    // What `hv_vssctl status` reads: the locked pidfile and the status.
+    assert_eq!(hv_vssd::pidfile::running(&sandbox.path("pid")), Some(pid));
+    let status = hv_vssd::status::Status::read(&sandbox.path("status")).unwrap();
+    assert_eq!(status.state, hv_vssd::status::State::Idle);
+    assert_eq!(status.pid, pid);
 
     // A second daemon is refused by the pidfile lock (a FIFO has no
     // single-opener rule, the real device does).
-    let second = Command::new(BIN)
+    let second = Command::new(bin())
         .args(["-n", "-c", &sandbox.config()])
         .env("HV_VSS_DEVICE_DIR", &devdir)
         .output()
@@ -279,4 +281,303 @@ fn runs_in_the_foreground_reloads_on_sighup_and_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     lines.wait_for("terminating on signal");
     lines.wait_for("exiting");
+}
+
+/// A foreground daemon on a FIFO device in `sandbox`, its stderr collected;
+/// `before_exec` runs in the child before exec (limits, descriptors).
+fn start_foreground(
+    sandbox: &Sandbox,
+    before_exec: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) -> (Running, Lines) {
+    use std::os::unix::process::CommandExt;
+    let devdir = sandbox.path("dev");
+    std::fs::create_dir_all(&devdir).unwrap();
+    let device = devdir.join(hv_vss_proto::FS_DEVICE_NAME);
+    if !device.exists() {
+        nix::unistd::mkfifo(&device, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let mut command = Command::new(bin());
+    command
+        .args(["-n", "-d", "-c", &sandbox.config()])
+        .env("HV_VSS_DEVICE_DIR", &devdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: the closures given here only make async-signal-safe calls
+    // (setrlimit, dup2).
+    unsafe {
+        command.pre_exec(before_exec);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = Lines::spawn(child.stderr.take().unwrap());
+    let running = Running(child);
+    lines.wait_for("hv_vssd: notice: started");
+    (running, lines)
+}
+
+fn pid_of(running: &Running) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(i32::try_from(running.0.id()).unwrap())
+}
+
+/// SIGTERM, then the exit status.
+fn stop(running: &mut Running) -> std::process::ExitStatus {
+    nix::sys::signal::kill(pid_of(running), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn t_refuses_pid_status_and_state_files_that_are_not_regular_files() {
+    let sandbox = Sandbox::new("");
+    let dir = sandbox.dir.path().display().to_string();
+    let cases = [
+        (
+            "status_file = /dev/null",
+            "`status_file = /dev/null`: is a character device",
+        ),
+        (&*format!("pid_file = {dir}"), "`pid_file = "),
+        (
+            &*format!("state_file = {dir}/no/such/dir/frozen"),
+            "`state_file = ",
+        ),
+    ];
+    for (line, expected) in cases {
+        // A key may appear once: drop the sandbox's line for it.
+        let key = line.split(' ').next().unwrap();
+        let mut lines: Vec<String> = std::fs::read_to_string(sandbox.config())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with(key))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{line}\n"));
+        let conf = sandbox.path("case.conf");
+        std::fs::write(&conf, lines.join("\n")).unwrap();
+        let out = daemon(&["-t", "-c", &conf.display().to_string()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{line}: {err}");
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+    let link = sandbox.path("link");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    let conf = sandbox.path("link.conf");
+    let base = std::fs::read_to_string(sandbox.config()).unwrap().replace(
+        &format!("status_file = {dir}/status"),
+        &format!("status_file = {}", link.display()),
+    );
+    std::fs::write(&conf, base).unwrap();
+    let out = daemon(&["-t", "-c", &conf.display().to_string()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn t_refuses_signs_in_numbers_and_nul_bytes_in_paths() {
+    for extra in [
+        "freeze_limit = +5\n",
+        "hooks_dir = /usr/local/etc/hooks\0.d\n",
+    ] {
+        let sandbox = Sandbox::new(extra);
+        let out = daemon(&["-t", "-c", &sandbox.config()]);
+        assert_eq!(out.status.code(), Some(78), "{extra:?}");
+        assert!(
+            text(&out.stderr).contains("line 6"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn t_refuses_a_hooks_directory_others_can_write_and_lists_accepted_hooks() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("");
+    let hooks = sandbox.path("hooks.d");
+    std::fs::create_dir(&hooks).unwrap();
+    let hook = hooks.join("10-flush");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = daemon(&["-t", "-c", &sandbox.config()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("hooks directory refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    if nix::unistd::geteuid().is_root() {
+        // Root owns the sandbox, so the hook owner (root) is satisfied.
+        std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = daemon(&["-t", "-c", &sandbox.config()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("hook "), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("10-flush: accepted"));
+    }
+}
+
+/// 12.2: whatever core size limit the daemon inherits (rc.subr starts it
+/// under login.conf's, where it is unlimited), it runs with 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_running_daemon_has_a_core_size_limit_of_zero() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
+    let inherited = hard.min(1 << 20);
+    assert!(
+        inherited > 0,
+        "the hard core limit is 0 here: nothing to prove"
+    );
+    let sandbox = Sandbox::new("");
+    let (mut running, _lines) = start_foreground(&sandbox, move || {
+        setrlimit(Resource::RLIMIT_CORE, inherited, hard).map_err(Into::into)
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", running.0.id())).unwrap();
+    let core: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(core[4..6], ["0", "0"], "{limits}");
+    assert_eq!(stop(&mut running).code(), Some(0));
+}
+
+/// 12.4: a descriptor leaked by whoever started the daemon is closed.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_inherited_descriptor_is_closed_at_start() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::new("");
+    let leaked = std::fs::File::create(sandbox.path("leaked.log")).unwrap();
+    let leaked_fd = leaked.as_raw_fd();
+    let (mut running, _lines) = start_foreground(&sandbox, move || {
+        // SAFETY: dup2 is async-signal-safe; the new descriptor 9 has no
+        // close-on-exec flag, as a careless parent would leave it.
+        if unsafe { libc::dup2(leaked_fd, 9) } == 9 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    });
+    let leaked_inode = {
+        let meta = leaked.metadata().unwrap();
+        (meta.dev(), meta.ino())
+    };
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", running.0.id())).unwrap();
+    for fd in fds {
+        let fd = fd.unwrap();
+        if let Ok(meta) = std::fs::metadata(fd.path()) {
+            assert_ne!(
+                (meta.dev(), meta.ino()),
+                leaked_inode,
+                "descriptor {:?} is the leaked file",
+                fd.file_name()
+            );
+        }
+    }
+    assert_eq!(stop(&mut running).code(), Some(0));
+}
+
+/// 18.6: a FIFO or a link to /dev/zero in place of the configuration on
+/// SIGHUP neither blocks nor exhausts the daemon, and the whole running
+/// configuration stays.
+#[test]
+fn sighup_with_a_fifo_or_dev_zero_as_the_configuration_keeps_the_old_one() {
+    use nix::sys::signal::{Signal, kill};
+    let sandbox = Sandbox::new("");
+    let (mut running, mut lines) = start_foreground(&sandbox, || Ok(()));
+    let good = std::fs::read_to_string(sandbox.config()).unwrap();
+    std::fs::remove_file(sandbox.config()).unwrap();
+    nix::unistd::mkfifo(
+        &sandbox.path("daemon.conf"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    kill(pid_of(&running), Signal::SIGHUP).unwrap();
+    let line = lines.wait_for("SIGHUP: keeping the old configuration");
+    assert!(line.contains("a FIFO"), "{line}");
+    std::fs::remove_file(sandbox.config()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", sandbox.path("daemon.conf")).unwrap();
+    kill(pid_of(&running), Signal::SIGHUP).unwrap();
+    lines.seen.clear();
+    let line = lines.wait_for("SIGHUP: keeping the old configuration");
+    assert!(line.contains("character device"), "{line}");
+    // Still serving signals.
+    std::fs::remove_file(sandbox.config()).unwrap();
+    std::fs::write(sandbox.config(), &good).unwrap();
+    kill(pid_of(&running), Signal::SIGHUP).unwrap();
+    lines.wait_for("configuration reloaded");
+    assert_eq!(stop(&mut running).code(), Some(0));
+}
+
+/// 12.3 / 18.4: a second instance stops at the pidfile lock, before it
+/// could "recover" (thaw and delete) the first one's state file.
+#[test]
+fn a_second_instance_stops_before_touching_the_first_ones_state() {
+    let sandbox = Sandbox::new("");
+    let (mut running, _lines) = start_foreground(&sandbox, || Ok(()));
+    let state = sandbox.path("frozen");
+    let record = r#"{"pid":1,"frozen":[{"path":"/nonexistent-hv-vss-test","fs_id":[1,2]}]}"#;
+    std::fs::write(&state, record).unwrap();
+    let second = Command::new(bin())
+        .args(["-n", "-c", &sandbox.config()])
+        .env("HV_VSS_DEVICE_DIR", sandbox.path("dev"))
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(69), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("another hv_vssd is running"));
+    assert!(
+        !text(&second.stderr).contains("thaw"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), record);
+    assert_eq!(stop(&mut running).code(), Some(0));
+}
+
+/// Not allowed to open the device: still exit 77, on the terminal, although
+/// the device is now opened only after daemon(3).
+#[test]
+fn a_user_who_may_not_open_the_device_gets_77_before_anything_else() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP a_user_who_may_not_open_the_device: needs root for setpriv");
+        return;
+    }
+    let sandbox = Sandbox::new("");
+    let devdir = sandbox.path("dev");
+    std::fs::create_dir(&devdir).unwrap();
+    nix::unistd::mkfifo(
+        &devdir.join(hv_vss_proto::FS_DEVICE_NAME),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    for path in [sandbox.dir.path(), &devdir] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(sandbox.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["-n", "-c", &sandbox.config(), "-D"])
+        .arg(&devdir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!sandbox.path("pid").exists(), "a pidfile was created");
 }

@@ -214,6 +214,7 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
         assert_eq!(code, 0);
         let status: serde_json::Value = serde_json::from_str(&status).unwrap();
         assert_eq!(status["status"]["state"], "frozen");
+        assert_eq!(status["freezing"], true, "the freeze lock is held");
         ok(
             &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
             "THAW",

@@ -2,12 +2,14 @@
 //!
 //! One descriptor holds at most one suspended filesystem, so each mount gets
 //! its own; closing the descriptor resumes the filesystem, also when the
-//! process exits, which we keep on purpose ("death = thaw") — except that a
-//! core dump is written before the descriptors close, so the daemon makes
-//! itself unable to dump core before it suspends anything. The kernel
-//! refuses (EDEADLK) a multi-threaded caller or one holding a descriptor
-//! open for writing on the mount: the daemon is single-threaded and keeps
-//! none.
+//! process dies, which we keep on purpose ("death = thaw"). One death does
+//! not thaw: a core dump is written before the descriptors are closed
+//! (sys/kern/kern_sig.c), and a write to a suspended UFS waits for the
+//! resume, so a process dumping core onto a suspended filesystem never
+//! ends; the daemon turns core dumps off at start ([`crate::hardening`]).
+//! The kernel refuses (EDEADLK) a multi-threaded caller or one holding a
+//! descriptor open for writing on the mount: the daemon is single-threaded
+//! and keeps none.
 //!
 //! The handle is that descriptor: the suspension is found by the fsid from
 //! the mount table, never by resolving the mount point, and it is resumed
