@@ -48,6 +48,12 @@ banner "end-to-end: process hygiene (cargo test -p hv-vss-e2e --test hygiene -- 
 # directory (setpriv), a status file on a device node, escaped hook output.
 HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test hygiene -- --ignored --test-threads=1
 
+banner "end-to-end: hv_vssctl (cargo test -p hv-vss-e2e --test ctl -- --ignored)"
+# Issue 13: check (plan, hooks, problems), test (a real freeze with a
+# timeline; a vetoing hook), one freeze at a time with the daemon, status
+# while frozen.
+HV_VSS_E2E_REQUIRED=1 cargo test --locked -p hv-vss-e2e --test ctl -- --ignored --test-threads=1
+
 banner "end-to-end: hv-vss-sim backup (the README's first command)"
 cargo build --locked -p hv-vssd -p hv-vss-sim
 # Its own last step checks that its mounts, loop devices and scratch
