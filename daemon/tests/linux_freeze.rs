@@ -134,14 +134,14 @@ struct Writer(Child);
 impl Writer {
     fn start(dir: &Path) -> Self {
         let file = dir.join("written-while-frozen");
-        let script = format!(
-            "echo payload > '{}' && sync '{}'",
-            file.display(),
-            file.display()
-        );
+        // One open: dd writes and fsyncs through the descriptor it resolved
+        // at start, whatever happens to the path later (a covered mount).
         Self(
             Command::new("/bin/sh")
-                .args(["-c", &script])
+                .arg("-c")
+                .arg("echo payload | dd of=\"$1\" conv=fsync status=none")
+                .arg("writer")
+                .arg(&file)
                 .spawn()
                 .expect("spawn writer"),
         )
