@@ -345,12 +345,14 @@ mod tests {
         let mut device = FakeDevice::new(&[request(DeviceOperation::Freeze, 5)]);
         let (mut signals, mut notifier) = Signals::unregistered().unwrap();
         let terminate = signals.terminate.clone();
+        // Before the stopper starts its 1.8 s, so the loop cannot seem to
+        // have run for less than that.
+        let started = Instant::now();
         let stopper = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(1800));
             terminate.store(true, Ordering::SeqCst);
             notifier.write_all(&[1]).unwrap();
         });
-        let started = Instant::now();
         serve(&mut device, &mut engine, &mut signals, &mut no_reload).unwrap();
         stopper.join().unwrap();
         assert!(started.elapsed() >= Duration::from_millis(1800));
