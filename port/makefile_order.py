@@ -139,7 +139,10 @@ def check(text, path="Makefile"):
         blank_before = False
 
     values = {name: value for _, name, value, _ in assignments}
-    options = set(values.get("OPTIONS_DEFINE", []))
+    # Options of every architecture too (OPTIONS_DEFINE_amd64=, bsd.options.mk).
+    options = {option for name, value in values.items()
+               if name == "OPTIONS_DEFINE" or name.startswith("OPTIONS_DEFINE_")
+               for option in value}
     last = None
     last_name = None
     for number, name, value, blank in assignments:
@@ -229,9 +232,17 @@ post-install-EXAMPLES-on:
 """
 
 
+# An option of one architecture has its *_DESC and helpers like any other.
+GOOD_ARCH_OPTION = GOOD.replace(
+    "OPTIONS_DEFINE=\tEXAMPLES KMOD\n",
+    "OPTIONS_DEFINE=\tEXAMPLES\nOPTIONS_DEFINE_amd64=\tKMOD\nOPTIONS_DEFAULT_amd64=\tKMOD\n")
+
+
 def self_test():
     """Each rule must fire on a Makefile that breaks it, and not on GOOD."""
     assert check(GOOD) == [], check(GOOD)
+    assert GOOD_ARCH_OPTION != GOOD
+    assert check(GOOD_ARCH_OPTION) == [], check(GOOD_ARCH_OPTION)
     broken = {
         "duplicate kld": GOOD.replace("CATEGORIES=\tsysutils", "CATEGORIES=\tsysutils kld"),
         "duplicate category": GOOD.replace("CATEGORIES=\tsysutils", "CATEGORIES=\tsysutils sysutils"),
@@ -248,10 +259,13 @@ def self_test():
         "missing WWW": GOOD.replace("WWW=\t\thttps://example.org\n", ""),
         "options order": GOOD.replace("OPTIONS_DEFINE=\tEXAMPLES KMOD\nKMOD_DESC=\tk",
                                       "KMOD_DESC=\tk\nOPTIONS_DEFINE=\tEXAMPLES KMOD"),
+        "arch options order": GOOD_ARCH_OPTION.replace(
+            "OPTIONS_DEFINE_amd64=\tKMOD\nOPTIONS_DEFAULT_amd64=\tKMOD",
+            "OPTIONS_DEFAULT_amd64=\tKMOD\nOPTIONS_DEFINE_amd64=\tKMOD"),
     }
     for what, text in broken.items():
         assert check(text), f"self-test: {what} was not caught"
-    print(f"makefile_order: self-test: {len(broken)} broken Makefiles caught, the good one passes")
+    print(f"makefile_order: self-test: {len(broken)} broken Makefiles caught, the good ones pass")
 
 
 def main(argv):

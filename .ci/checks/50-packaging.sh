@@ -35,7 +35,7 @@ echo "mandoc: ${pages[*]} clean"
 banner "packaging: rc.d script (configtest, pidfile, devd knob) and pkg-message"
 python3 files/rc_script_check.py files/hv_vssd.in
 python3 devd/devd_conf_check.py --self-test
-python3 - files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message <<'EOF'
+python3 - files/pkg-message.in port/hyperv-vss-kmod/pkg-message <<'EOF'
 # pkg-message is UCL; ours is written in its JSON subset so json can check it.
 # SUB_FILES substitutes the .in template's %%PREFIX%% and %%EXAMPLESDIR%%.
 import json, sys
@@ -58,11 +58,14 @@ scripts/port assemble "$work/ports" --tag HEAD
 for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in files/hv_vssd.in; do
 	test -s "$work/ports/sysutils/hyperv-vss/$file"
 done
-for file in Makefile Makefile.crates distinfo pkg-descr files/pkg-message; do
+for file in Makefile Makefile.crates distinfo pkg-descr pkg-message; do
 	test -s "$work/ports/sysutils/hyperv-vss-kmod/$file"
 done
-# The module port lists its files in PLIST_FILES (as USES=kmod ports do).
+# The module port lists its files in PLIST_FILES (as USES=kmod ports do), and
+# its plain pkg-message is where bsd.port.mk reads it (PKGMESSAGE is
+# ${PKGDIR}/pkg-message), not in files/.
 test ! -e "$work/ports/sysutils/hyperv-vss-kmod/pkg-plist"
+test ! -e "$work/ports/sysutils/hyperv-vss-kmod/files"
 grep -q "^SHA256 (hyperv-vss-hyperv-vss-v.*_GH0.tar.gz) = " "$work/ports/sysutils/hyperv-vss-kmod/distinfo"
 echo "ports: sysutils/hyperv-vss and sysutils/hyperv-vss-kmod assemble completely, distinfo included"
 
@@ -126,7 +129,7 @@ echo "packaging: the devd rule and rc.d script are the same from pkg-rs and from
 banner "packaging: names FreeBSD base does not install, commands and pages that exist"
 python3 pkg-rs/tests/project_names.py "$pkg" "$work/ports/sysutils/hyperv-vss" \
 	"$work/ports/sysutils/hyperv-vss-kmod" pkg-rs/tests/freebsd-base-names.txt \
-	README.md man4 man7 man8 files/pkg-message.in port/hyperv-vss-kmod/files/pkg-message
+	README.md man4 man7 man8 files/pkg-message.in port/hyperv-vss-kmod/pkg-message
 
 # Nothing built or written for the package may be left out of pkg-plist.
 # (man4 is the kernel module's: the kmod port installs it, PLIST_FILES.)
