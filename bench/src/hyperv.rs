@@ -193,11 +193,14 @@ impl Hyperv {
         Ok(crate::clock::between(t0, now_ns()))
     }
 
-    /// FREEZE → reply → THAW → reply. THAW is sent even if FREEZE failed
-    /// (the engine rolls back by itself, the extra THAW is harmless).
+    /// A backup as Hyper-V runs it: CHECK (HOT_BACKUP, not measured: the
+    /// host sends it before the freeze and nothing is frozen yet), then the
+    /// measured FREEZE → reply → THAW → reply. THAW is sent even if FREEZE
+    /// failed (the engine rolls back by itself, the extra THAW is harmless).
     pub(crate) fn cycle(
         &mut self,
     ) -> Result<(Cycle, FreezeSpan, Option<[PhaseProfile; 2]>), HypervError> {
+        self.request(HostOperation::HotBackup)?;
         self.probe
             .take_new()
             .map_err(io_error("reading the probe log"))?;

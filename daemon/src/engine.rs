@@ -27,6 +27,7 @@ use crate::hooks::{self, Hook, HookRun, Phase};
 use crate::log::{Escaped, Log};
 use crate::mounts::{self, Mount, MountTable};
 use crate::policy::{self, FreezePlan, SkipReason};
+use crate::safefile::Staged;
 use crate::statefile::{self, FrozenMount};
 use crate::status::{State, Status, Transaction, unix_now};
 use crate::watchdog::{Clock, Watchdog};
@@ -50,8 +51,11 @@ pub struct Engine<F: Freezer, C: Clock> {
     pub log: Log,
     mounts: Box<dyn MountTable>,
     /// The last plan and the mount table it was made from: FREEZE reuses
-    /// CHECK's plan when the table has not changed since.
-    planned: Option<Planned>,
+    /// CHECK's plan (and the mounts CHECK opened) when the table has not
+    /// changed since.
+    planned: Option<Planned<F::Handle>>,
+    /// Set when the last scan found the hooks directory empty or missing.
+    hooks_dir_stamp: Option<HooksDirStamp>,
     /// Owner hooks must have: root, or the test's own uid.
     hook_owner: u32,
     /// The `zpool` program.
@@ -82,9 +86,62 @@ pub struct Engine<F: Freezer, C: Clock> {
     logged_once: HashSet<String>,
 }
 
-struct Planned {
+struct Planned<H> {
     mounts: Vec<Mount>,
     plan: FreezePlan,
+    /// What CHECK readied for the FREEZE that follows (the host sends CHECK
+    /// first), so FREEZE neither resolves mount points nor writes a file
+    /// while the host waits. Dropped when the table changes or after
+    /// [`PREPARED_TTL`], not to keep mounts busy for long.
+    prepared: Option<Prepared<H>>,
+}
+
+struct Prepared<H> {
+    /// The plan's mounts, opened.
+    held: Vec<Held<H>>,
+    /// The crash record of exactly these mounts, written and not yet in
+    /// place (Linux).
+    record: Option<Staged>,
+    at: Instant,
+}
+
+/// How long mounts opened by CHECK are kept for a FREEZE. On Linux an open
+/// directory keeps its mount busy (umount: EBUSY), so not long; a FREEZE
+/// that comes later opens them itself. (A FreeBSD handle is a
+/// /dev/ufssuspend descriptor, which keeps nothing busy.)
+pub const PREPARED_TTL: Duration = Duration::from_secs(10);
+
+/// What an empty or missing hooks directory looked like when it was last
+/// scanned: the same directory (device and inode) with the same
+/// modification and change times still has no entries, so the walk from
+/// `/` and the listing are not repeated on the FREEZE path. Any entry added
+/// or removed, a rename or a chmod changes one of them (ctime cannot be set
+/// by anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HooksDirStamp {
+    Missing,
+    Empty {
+        dev: u64,
+        ino: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    },
+}
+
+impl HooksDirStamp {
+    fn of(dir: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(dir) {
+            Ok(m) => Some(Self::Empty {
+                dev: m.dev(),
+                ino: m.ino(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Self::Missing),
+            Err(_) => None,
+        }
+    }
 }
 
 /// What is frozen now: each mount with the handle it is thawed through.
@@ -166,6 +223,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             log,
             mounts,
             planned: None,
+            hooks_dir_stamp: None,
             hook_owner,
             zpool: PathBuf::from(crate::freezer::ZPOOL),
             status,
@@ -262,6 +320,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         self.status.freeze_limit_secs = config.freeze_limit.as_secs();
         self.config = config;
         self.planned = None;
+        self.hooks_dir_stamp = None;
         self.logged_once.clear();
         self.log.notice("configuration reloaded");
     }
@@ -324,6 +383,13 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             return;
         }
         let path = self.config.state_file.clone();
+        let stale = statefile::remove_stale_temporaries(&path);
+        if stale > 0 {
+            self.log.info(format!(
+                "removed {stale} crash records written ahead by a daemon that stopped before \
+                 using them"
+            ));
+        }
         let record = match statefile::read(&path) {
             Ok(Some(record)) => record,
             Ok(None) => return,
@@ -482,15 +548,34 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     /// How long the event loop may wait before [`Self::on_timer`] is due.
     pub fn next_timeout(&self) -> Option<Duration> {
         let now = self.clock.now();
-        match self.freeze.as_ref().and_then(|f| f.thaw_failed) {
+        let frozen = match self.freeze.as_ref().and_then(|f| f.thaw_failed) {
             Some(last) => Some((last + THAW_RETRY).saturating_duration_since(now)),
             None => self.watchdog.remaining(now),
+        };
+        let prepared = self
+            .planned
+            .as_ref()
+            .and_then(|p| p.prepared.as_ref())
+            .map(|p| (p.at + PREPARED_TTL).saturating_duration_since(now));
+        match (frozen, prepared) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Thaws by itself when THAW is overdue, or tries a failed thaw again.
+    /// Thaws by itself when THAW is overdue, or tries a failed thaw again;
+    /// closes the mounts CHECK opened once no FREEZE came for them.
     pub fn on_timer(&mut self) {
         let now = self.clock.now();
+        if let Some(planned) = &mut self.planned {
+            if planned
+                .prepared
+                .as_ref()
+                .is_some_and(|p| now >= p.at + PREPARED_TTL)
+            {
+                planned.prepared = None;
+            }
+        }
         let retry_due = self
             .freeze
             .as_ref()
@@ -556,7 +641,11 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         if self.planned.as_ref().is_none_or(|p| p.mounts != mounts) {
             let plan = policy::plan(&mounts, &self.config);
             self.log_plan(&plan);
-            self.planned = Some(Planned { mounts, plan });
+            self.planned = Some(Planned {
+                mounts,
+                plan,
+                prepared: None,
+            });
         }
         self.planned
             .as_ref()
@@ -615,15 +704,68 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             Ok(plan) => plan,
             Err(e) => return Outcome::fail(e, 0),
         };
-        let skipped = plan.skipped.len();
-        match &plan.veto {
-            Some(veto) => Outcome::fail(veto.clone(), skipped),
-            None => Outcome::ok(plan.freeze.len(), skipped),
+        let (skipped, count) = (plan.skipped.len(), plan.freeze.len());
+        if let Some(veto) = &plan.veto {
+            return Outcome::fail(veto.clone(), skipped);
         }
+        if self.freeze.is_none() {
+            if let Err(e) = self.prepare() {
+                return Outcome::fail(e.to_string(), skipped);
+            }
+        }
+        Outcome::ok(count, skipped)
+    }
+
+    /// Opens the planned mounts ahead of FREEZE (each checked to show the
+    /// planned filesystem, as FREEZE would): an error here is the error
+    /// FREEZE would get.
+    fn prepare(&mut self) -> Result<(), FreezeError> {
+        let Some(planned) = &self.planned else {
+            return Ok(());
+        };
+        if planned.prepared.is_some() {
+            return Ok(());
+        }
+        let mounts = planned.plan.freeze.clone();
+        let held = self.open_all(&mounts)?;
+        // The record is only a head start: if it cannot be written now,
+        // FREEZE writes it (and fails if it cannot either).
+        let record = if self.freezer.freeze_outlives_process() && !mounts.is_empty() {
+            statefile::stage(&self.config.state_file, &self.record_of(&mounts)).ok()
+        } else {
+            None
+        };
+        let at = self.clock.now();
+        if let Some(planned) = &mut self.planned {
+            planned.prepared = Some(Prepared { held, record, at });
+        }
+        Ok(())
+    }
+
+    /// What CHECK readied for this plan, if still fresh.
+    fn take_prepared(&mut self) -> Option<Prepared<F::Handle>> {
+        let now = self.clock.now();
+        let prepared = self.planned.as_mut()?.prepared.take()?;
+        (now.saturating_duration_since(prepared.at) < PREPARED_TTL).then_some(prepared)
+    }
+
+    /// The crash record of a freeze of `mounts`: them, and what an earlier
+    /// daemon left that could not be reached.
+    fn record_of(&self, mounts: &[Mount]) -> Vec<FrozenMount> {
+        mounts
+            .iter()
+            .map(FrozenMount::from)
+            .chain(self.unreachable.iter().cloned())
+            .collect()
     }
 
     fn scan_hooks(&mut self) -> Vec<Hook> {
+        let stamp = HooksDirStamp::of(&self.config.hooks_dir);
+        if stamp.is_some() && stamp == self.hooks_dir_stamp {
+            return Vec::new();
+        }
         let set = hooks::scan(&self.config.hooks_dir, self.hook_owner, &self.config.file);
+        self.hooks_dir_stamp = stamp.filter(|_| set.hooks.is_empty() && set.refused.is_empty());
         for refused in &set.refused {
             let line = format!(
                 "hook {} refused: {}",
@@ -691,11 +833,14 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         if let Err(e) = self.enough_time_left(&budget) {
             return undo(self, e);
         }
-        let opened = match self.open_all(&plan.freeze) {
-            Ok(opened) => opened,
-            Err(e) => return undo(self, e.to_string()),
+        let (opened, staged) = match self.take_prepared() {
+            Some(prepared) => (prepared.held, prepared.record),
+            None => match self.open_all(&plan.freeze) {
+                Ok(opened) => (opened, None),
+                Err(e) => return undo(self, e.to_string()),
+            },
         };
-        if let Err(e) = self.record_freeze(&plan.freeze) {
+        if let Err(e) = self.record_freeze(&plan.freeze, staged) {
             return undo(self, e);
         }
         match self.freeze_all(opened, hooks.clone(), skipped) {
@@ -836,13 +981,16 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
 
     /// Step 5 (Linux, where a freeze outlives the daemon): the crash record,
     /// the last write before freezing.
-    fn record_freeze(&mut self, plan: &[Mount]) -> Result<(), String> {
+    fn record_freeze(&mut self, plan: &[Mount], staged: Option<Staged>) -> Result<(), String> {
         if !self.freezer.freeze_outlives_process() || plan.is_empty() {
             return Ok(());
         }
-        let mut frozen: Vec<FrozenMount> = plan.iter().map(FrozenMount::from).collect();
-        frozen.extend(self.unreachable.iter().cloned());
-        statefile::record(&self.config.state_file, &frozen).map_err(|e| {
+        let written = match staged {
+            // Written by CHECK for this very plan: only the rename is left.
+            Some(staged) => staged.commit(),
+            None => statefile::record(&self.config.state_file, &self.record_of(plan)),
+        };
+        written.map_err(|e| {
             format!(
                 "cannot write the state file {}: {e}",
                 Escaped(self.config.state_file.as_os_str())
@@ -1599,6 +1747,104 @@ mod tests {
         fn may_have_changed(&mut self) -> bool {
             self.changed.get()
         }
+    }
+
+    #[test]
+    fn check_opens_the_mounts_and_the_freeze_after_it_uses_them() {
+        let mut h = Harness::new(ufs_guest(), "", FakeFreezer::default());
+        let opens = h.freezer.opens.clone();
+        assert_eq!(h.send(Check, 1), DeviceStatus::Success);
+        assert_eq!(opens.get(), 3, "CHECK opens the three mounts");
+        assert!(h.calls().is_empty(), "and freezes nothing");
+        assert_eq!(h.send(Freeze, 2), DeviceStatus::Success);
+        assert_eq!(opens.get(), 3, "FREEZE used CHECK's handles");
+        assert_eq!(h.send(Thaw, 3), DeviceStatus::Success);
+        // Without a CHECK just before, FREEZE opens them itself.
+        assert_eq!(h.send(Freeze, 4), DeviceStatus::Success);
+        assert_eq!(opens.get(), 6);
+        assert_eq!(h.send(Thaw, 5), DeviceStatus::Success);
+        // Handles kept past PREPARED_TTL are closed by the timer.
+        assert_eq!(h.send(Check, 6), DeviceStatus::Success);
+        assert_eq!(h.engine.next_timeout(), Some(PREPARED_TTL));
+        h.clock.advance(PREPARED_TTL);
+        h.engine.on_timer();
+        assert_eq!(h.engine.next_timeout(), None);
+        assert_eq!(h.send(Freeze, 7), DeviceStatus::Success);
+        assert_eq!(opens.get(), 12, "a late FREEZE opens again");
+    }
+
+    #[test]
+    fn check_writes_the_crash_record_ahead_and_freeze_only_renames_it() {
+        let freezer = FakeFreezer {
+            outlives_process: true,
+            ..FakeFreezer::default()
+        };
+        let mut h = Harness::new(ufs_guest(), "", freezer);
+        let temporaries = |h: &Harness| -> Vec<String> {
+            std::fs::read_dir(h.dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("frozen.tmp."))
+                .collect()
+        };
+        assert_eq!(h.send(Check, 1), DeviceStatus::Success);
+        assert_eq!(temporaries(&h).len(), 1, "written ahead");
+        assert!(
+            statefile::read(&h.state_file()).unwrap().is_none(),
+            "not yet in place"
+        );
+        assert_eq!(h.send(Freeze, 2), DeviceStatus::Success);
+        assert!(temporaries(&h).is_empty());
+        let record = statefile::read(&h.state_file()).unwrap().unwrap();
+        assert_eq!(record.frozen.len(), 3);
+        assert_eq!(h.send(Thaw, 3), DeviceStatus::Success);
+        assert!(statefile::read(&h.state_file()).unwrap().is_none());
+        // A CHECK without its FREEZE leaves nothing behind.
+        assert_eq!(h.send(Check, 4), DeviceStatus::Success);
+        h.clock.advance(PREPARED_TTL);
+        h.engine.on_timer();
+        assert!(temporaries(&h).is_empty());
+        assert!(statefile::read(&h.state_file()).unwrap().is_none());
+    }
+
+    #[test]
+    fn check_fails_when_a_mount_no_longer_shows_the_planned_filesystem() {
+        let freezer = FakeFreezer {
+            fail_open: vec![PathBuf::from("/var")],
+            ..FakeFreezer::default()
+        };
+        let mut h = Harness::new(ufs_guest(), "", freezer);
+        assert_eq!(h.send(Check, 1), DeviceStatus::Fail);
+        assert!(h.log_contains("cannot freeze /var: ESTALE"));
+    }
+
+    #[test]
+    fn an_unchanged_empty_hooks_directory_is_not_walked_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut h = Harness::new(ufs_guest(), "", FakeFreezer::default());
+        assert_eq!(h.send(Freeze, 1), DeviceStatus::Success);
+        h.send(Thaw, 2);
+        // The hooks directory's parent turns world-writable: a walk would
+        // refuse the directory (and log it); the unchanged empty directory
+        // is not walked again, and it still runs nothing.
+        let parent = h.dir.path().to_owned();
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(h.send(Freeze, 3), DeviceStatus::Success);
+        h.send(Thaw, 4);
+        assert!(!h.log_contains("refused"), "{:?}", h.log);
+        // A hook added changes the directory: it is walked, and refused.
+        h.hook("10-new", "");
+        assert_eq!(h.send(Freeze, 5), DeviceStatus::Success);
+        h.send(Thaw, 6);
+        assert!(h.log_contains("hooks directory refused"), "{:?}", h.log);
+        assert!(
+            h.journal().is_empty(),
+            "a hook ran from an unsafe directory"
+        );
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(h.send(Freeze, 7), DeviceStatus::Success);
+        h.send(Thaw, 8);
+        assert_eq!(h.journal(), ["10-new freeze", "10-new thaw"]);
     }
 
     #[test]

@@ -36,29 +36,74 @@ const TEMPORARY_NAME_TRIES: usize = 8;
 /// old file or the new one, never half. Refuses (`InvalidInput`) when `path`
 /// exists and is not a regular file (a symbolic link included).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let (dir_path, name) = split(path)?;
-    let dir = open_directory(dir_path)?;
-    if let Some(kind) = non_regular_kind(fstat_entry(&dir, name)?.as_ref()) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {kind}, not a regular file: not replaced",
-                path.display()
-            ),
-        ));
-    }
-    let (temporary, file) = create_temporary(&dir, name)?;
-    let result = File::from(file)
-        .write_all(bytes)
+    Staged::write(path, bytes)?.commit()
+}
+
+/// A replacement of a file written ahead and not yet in place: the new
+/// content sits in its temporary file until [`Self::commit`] renames it over
+/// the target (one system call, for a moment when time counts); dropped
+/// without a commit, the temporary file is removed.
+#[derive(Debug)]
+pub struct Staged {
+    dir: OwnedFd,
+    temporary: std::ffi::OsString,
+    name: std::ffi::OsString,
+    committed: bool,
+}
+
+impl Staged {
+    /// Writes `bytes` to a new temporary file next to `path` (with the same
+    /// checks as [`write_atomically`]), leaving `path` as it is.
+    pub fn write(path: &Path, bytes: &[u8]) -> io::Result<Self> {
+        let (dir_path, name) = split(path)?;
+        let dir = open_directory(dir_path)?;
+        if let Some(kind) = non_regular_kind(fstat_entry(&dir, name)?.as_ref()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is {kind}, not a regular file: not replaced",
+                    path.display()
+                ),
+            ));
+        }
+        let (temporary, file) = create_temporary(&dir, name)?;
+        let staged = Self {
+            dir,
+            temporary,
+            name: name.to_owned(),
+            committed: false,
+        };
         // No fsync: the rename is what makes the swap atomic for readers,
         // and these files need only outlive the daemon, not the machine (a
         // reboot thaws everything). An fsync here would sit between the
         // host's FREEZE and the first freeze, and between thaw and answer.
-        .and_then(|()| renameat(&dir, temporary.as_os_str(), &dir, name).map_err(io::Error::from));
-    if result.is_err() {
-        let _ = unlinkat(&dir, temporary.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        File::from(file).write_all(bytes)?;
+        Ok(staged)
     }
-    result
+
+    /// Puts the new content in place.
+    pub fn commit(mut self) -> io::Result<()> {
+        renameat(
+            &self.dir,
+            self.temporary.as_os_str(),
+            &self.dir,
+            self.name.as_os_str(),
+        )?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = unlinkat(
+                &self.dir,
+                self.temporary.as_os_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
+        }
+    }
 }
 
 /// Reads `path`, which must be a regular file (symbolic links to one are

@@ -23,6 +23,8 @@ use crate::watchdog::Clock;
 #[derive(Clone)]
 pub(crate) struct FakeFreezer {
     pub(crate) calls: Rc<RefCell<Vec<String>>>,
+    /// How many mounts were opened (the only path lookups).
+    pub(crate) opens: Rc<Cell<usize>>,
     pub(crate) frozen: Rc<RefCell<Vec<PathBuf>>>,
     pub(crate) fail_open: Vec<PathBuf>,
     pub(crate) fail_freeze: Vec<PathBuf>,
@@ -49,6 +51,7 @@ impl Default for FakeFreezer {
     fn default() -> Self {
         Self {
             calls: Rc::default(),
+            opens: Rc::default(),
             frozen: Rc::default(),
             fail_open: Vec::new(),
             fail_freeze: Vec::new(),
@@ -80,6 +83,7 @@ impl Freezer for FakeFreezer {
     type Handle = PathBuf;
 
     fn open(&mut self, mount: &Mount) -> Result<PathBuf, FreezeError> {
+        self.opens.set(self.opens.get() + 1);
         if self.fail_open.contains(&mount.path) {
             return Err(fake_error(&mount.path, "freeze", Errno::ESTALE));
         }

@@ -10,7 +10,6 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -26,18 +25,15 @@ nix::ioctl_readwrite!(fithaw, b'X', 120, libc::c_int);
 #[derive(Debug, Default)]
 pub struct Fifreeze;
 
-fn errno_of(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 /// Opens the mount point at `path` if it shows filesystem `fs_id`.
 ///
 /// First as O_PATH: no open request reaches the filesystem (a FUSE server
 /// mounted there would be asked, and may never answer), and statx with
 /// AT_STATX_DONT_SYNC reads the device number without asking it either.
 /// Only once the descriptor is known to be the planned filesystem is it
-/// reopened for reading through /proc/self/fd, which opens that very
-/// directory without resolving `path` again.
+/// reopened for reading as `.` relative to itself, which names that very
+/// directory: a lookup of `.` steps nowhere, not even onto a mount made on
+/// the path meanwhile (fs/namei.c, handle_dots).
 fn open_planned(path: &Path, fs_id: FsId, action: &'static str) -> Result<File, FreezeError> {
     let fail = |errno| FreezeError {
         mount: path.to_owned(),
@@ -62,12 +58,14 @@ fn open_planned(path: &Path, fs_id: FsId, action: &'static str) -> Result<File, 
     if shown != fs_id {
         return Err(fail(Errno::ESTALE));
     }
-    let reopen = format!("/proc/self/fd/{}", located.as_raw_fd());
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(reopen)
-        .map_err(|e| fail(errno_of(&e)))
+    nix::fcntl::openat(
+        &located,
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(fail)
 }
 
 /// The filesystem a descriptor is on, as mountinfo's major:minor, read
