@@ -73,6 +73,17 @@ pub fn mount_points(sim: &Simulation) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The loop (md) device behind the simulation's `index`th filesystem, for
+/// a test that unmounts it and mounts it back or elsewhere.
+pub fn device_of(sim: &Simulation, index: usize) -> PathBuf {
+    sim.filesystems
+        .iter()
+        .nth(index)
+        .and_then(|fs| fs.loop_device())
+        .unwrap_or_else(|| panic!("filesystem {index} has no device"))
+        .to_owned()
+}
+
 /// Whether something is mounted exactly at `path` right now (the daemon's
 /// own mount-table reader, so escaped names match too).
 pub fn is_mount_point(path: &Path) -> bool {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, Remount, XorShift, assert_exactly_once, assert_nothing_frozen, failed, frozen,
-    full_backup, is_mount_point, mount_points, ok, options, soak_engine_only_operation,
+    REPLY, Remount, XorShift, assert_exactly_once, assert_nothing_frozen, device_of, failed,
+    frozen, full_backup, is_mount_point, mount_points, ok, options, soak_engine_only_operation,
     soak_malformed_packet, started, tally, wait_for, wait_thawed,
 };
 use hv_vss_proto::HostOperation;
@@ -212,14 +212,7 @@ fn faults_2_mount_disappears_between_check_and_freeze() {
             let mut sim = started(&options(&fs));
             let mounts = mount_points(&sim);
             let vanishing = &mounts[1];
-            let loop_device = sim
-                .filesystems
-                .iter()
-                .nth(1)
-                .unwrap()
-                .loop_device()
-                .unwrap()
-                .to_owned();
+            let loop_device = device_of(&sim, 1);
             ok(
                 &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
                 "HOT_BACKUP",

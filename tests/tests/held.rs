@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, Remount, assert_exactly_once, assert_nothing_frozen, failed, frozen, full_backup,
-    is_mount_point, mount_points, ok, options, spawn_as_configured, started, wait_for,
+    REPLY, Remount, assert_exactly_once, assert_nothing_frozen, device_of, failed, frozen,
+    full_backup, is_mount_point, mount_points, ok, options, spawn_as_configured, started, wait_for,
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::loopfs::FsType;
@@ -105,14 +105,7 @@ fn held_1_covered_and_lazily_unmounted_filesystems_are_thawed() {
     e2e("held_1_covered", Duration::from_secs(120), EXT4, || {
         let mut sim = started(&options(EXT4));
         let mounts = mount_points(&sim);
-        let device = sim
-            .filesystems
-            .iter()
-            .nth(1)
-            .unwrap()
-            .loop_device()
-            .unwrap()
-            .to_owned();
+        let device = device_of(&sim, 1);
         ok(
             &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
             "FREEZE",
@@ -349,14 +342,7 @@ fn held_5_a_mount_point_that_is_not_utf8_is_frozen_and_logged_escaped() {
     e2e("held_5_non_utf8", Duration::from_secs(120), EXT4, || {
         let mut sim = Simulation::new(&options(EXT4)).unwrap();
         let mounts = mount_points(&sim);
-        let device = sim
-            .filesystems
-            .iter()
-            .nth(1)
-            .unwrap()
-            .loop_device()
-            .unwrap()
-            .to_owned();
+        let device = device_of(&sim, 1);
         let odd_parent = sim.scratch_dir().join("odd");
         let odd = odd_parent.join(PathBuf::from(OsString::from_vec(b"caf\xe9".to_vec())));
         std::fs::create_dir_all(&odd).unwrap();
@@ -414,14 +400,7 @@ fn held_6_a_hidden_filesystem_is_skipped_by_check_and_freeze_alike() {
     e2e("held_6_hidden", Duration::from_secs(120), &fs, move || {
         let mut sim = Simulation::new(&options(&fs)).unwrap();
         let mounts = mount_points(&sim);
-        let device = sim
-            .filesystems
-            .iter()
-            .nth(2)
-            .unwrap()
-            .loop_device()
-            .unwrap()
-            .to_owned();
+        let device = device_of(&sim, 2);
         run("umount", &[mounts[2].as_os_str()]);
         let _back = Remount {
             fs_type: FsType::Ext4,
