@@ -9,8 +9,11 @@ use std::process::Command;
 pub(crate) const TARGET: &str = "x86_64-unknown-freebsd";
 
 /// Binaries of the package: (cargo package, file).
-pub(crate) const BINARIES: [(&str, &str); 2] =
-    [("hv-vssd", "hv_vssd"), ("hv-vss-app", "hv_vss_app")];
+pub(crate) const BINARIES: [(&str, &str); 3] = [
+    ("hv-vssd", "hv_vssd"),
+    ("hv-vssctl", "hv_vssctl"),
+    ("hv-vss-app", "hv_vss_app"),
+];
 
 /// cargo-zigbuild on PATH, or in the venv `.ci/lib.sh` installs.
 fn find_zigbuild() -> Option<PathBuf> {
