@@ -300,13 +300,11 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             ));
             return;
         }
-        let mut frozen: Vec<FrozenMount> = self
+        let held = self
             .freeze
             .iter()
-            .flat_map(|f| f.held.iter().map(|h| FrozenMount::from(&h.mount)))
-            .collect();
-        frozen.extend(self.unreachable.iter().cloned());
-        match statefile::record(state_file, &frozen) {
+            .flat_map(|f| f.held.iter().map(|h| &h.mount));
+        match statefile::record(state_file, &self.record_of(held)) {
             Ok(()) => self.recorded_at.push(state_file.to_owned()),
             Err(e) => self.log.error(format!(
                 "cannot record the active freeze in the new state_file {}: {e}",
@@ -484,11 +482,6 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         };
         if let Some(counter) = counter {
             *counter += 1;
-        }
-        if self.freeze.is_none() {
-            if let Some(lock) = &mut self.freeze_lock {
-                lock.unlock();
-            }
         }
         self.finish(name, msgid, read_at, &outcome);
         if outcome.success {
@@ -751,9 +744,9 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
 
     /// The crash record of a freeze of `mounts`: them, and what an earlier
     /// daemon left that could not be reached.
-    fn record_of(&self, mounts: &[Mount]) -> Vec<FrozenMount> {
+    fn record_of<'m>(&self, mounts: impl IntoIterator<Item = &'m Mount>) -> Vec<FrozenMount> {
         mounts
-            .iter()
+            .into_iter()
             .map(FrozenMount::from)
             .chain(self.unreachable.iter().cloned())
             .collect()
@@ -1024,7 +1017,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
                     self.log.error(e.to_string());
                     self.status.counters.rollbacks += 1;
                     let rolled_back = frozen.len();
-                    let errors = self.hold_freeze(frozen, Vec::new(), skipped, since);
+                    let errors = self.hold_freeze(frozen, skipped, since);
                     let mut detail = format!("{e}; rolled back {rolled_back} mounts");
                     for error in errors {
                         detail = join(&detail, &error.to_string());
@@ -1050,16 +1043,17 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     }
 
     /// Rollback: makes `frozen` the active freeze and thaws it at once.
+    /// The freeze hooks are not part of it: the caller runs them with
+    /// [`Phase::FreezeFail`].
     fn hold_freeze(
         &mut self,
         frozen: Vec<Held<F::Handle>>,
-        hooks: Vec<Hook>,
         skipped: usize,
         since: Option<Instant>,
     ) -> Vec<FreezeError> {
         self.freeze = Some(ActiveFreeze {
             held: frozen,
-            hooks,
+            hooks: Vec::new(),
             skipped,
             since: since.unwrap_or_else(|| self.clock.now()),
             thaw_failed: None,
@@ -1191,13 +1185,9 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
     fn sync_pools(&mut self, pools: &[String], budget: &Budget) -> Result<(), String> {
         let mut args = vec!["sync"];
         args.extend(pools.iter().map(String::as_str));
-        let left = budget
-            .prepare_deadline()
-            .saturating_duration_since(self.clock.now());
-        if left.is_zero() {
-            return Err("no time left in request_budget for zpool sync".to_owned());
-        }
-        let limit = self.config.zfs_sync_timeout.min(left);
+        let deadline = budget.real_deadline(self.clock.now());
+        let limit = child::time_for(self.config.zfs_sync_timeout, Some(deadline))
+            .ok_or("no time left in request_budget for zpool sync")?;
         let finished = child::run(&self.zpool, &args, limit)
             .map_err(|e| format!("cannot run {}: {e}", self.zpool.display()))?;
         let line = format!(
