@@ -374,20 +374,10 @@ fn untrusted_step(
 
 /// Why the hooks directory itself must not be trusted, if it must not.
 fn insecure_dir(stat: &FileStat, owner: u32) -> Option<String> {
-    let mode = stat.st_mode & 0o7777;
-    if kind(stat) != SFlag::S_IFDIR {
-        Some("not a directory".to_owned())
-    } else if stat.st_uid != owner {
-        Some(format!(
-            "owned by uid {}, must be owned by uid {owner}",
-            stat.st_uid
-        ))
-    } else if mode & 0o022 != 0 {
-        Some(format!(
-            "mode {mode:04o} is writable by group or others (chmod go-w it)"
-        ))
+    if kind(stat) == SFlag::S_IFDIR {
+        foreign_or_shared(stat, owner)
     } else {
-        None
+        Some("not a directory".to_owned())
     }
 }
 
@@ -399,12 +389,20 @@ fn insecure_hook(dir: &impl AsFd, name: &OsStr, owner: u32) -> Option<String> {
         Ok(stat) => stat,
         Err(e) => return Some(format!("cannot stat: {e}")),
     };
-    let mode = stat.st_mode & 0o7777;
     if kind(&stat) != SFlag::S_IFREG {
         Some("not a regular file (symlinks are not followed)".to_owned())
-    } else if mode & 0o111 == 0 {
+    } else if stat.st_mode & 0o111 == 0 {
         Some("not executable (chmod 0755 it to enable it)".to_owned())
-    } else if stat.st_uid != owner {
+    } else {
+        foreign_or_shared(&stat, owner)
+    }
+}
+
+/// Why the hooks directory or a hook must not be trusted, if it must not:
+/// owned by somebody else, or writable by group or others.
+fn foreign_or_shared(stat: &FileStat, owner: u32) -> Option<String> {
+    let mode = stat.st_mode & 0o7777;
+    if stat.st_uid != owner {
         Some(format!(
             "owned by uid {}, must be owned by uid {owner}",
             stat.st_uid

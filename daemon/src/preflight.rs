@@ -124,17 +124,7 @@ fn mount_of<'a>(path: &Path, mounts: &'a [Mount]) -> Option<&'a Mount> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mount(path: &str, fs_type: &str, id: i64) -> Mount {
-        Mount {
-            path: PathBuf::from(path),
-            fs_type: fs_type.to_owned(),
-            source: format!("/dev/disk{id}"),
-            read_only: false,
-            local: true,
-            fs_id: FsId([id, 0]),
-        }
-    }
+    use crate::testing::mount;
 
     fn config(text: &str) -> Config {
         Config::parse(text).unwrap()
