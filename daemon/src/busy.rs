@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::safefile;
+
 /// Where the freeze lock of a daemon with this pid file lives.
 pub fn lock_path(pid_file: &Path) -> PathBuf {
     pid_file.with_extension("freezing")
@@ -30,33 +32,18 @@ pub struct FreezeLock {
 impl FreezeLock {
     /// Opens (creating it if needed) the lock file; no lock is taken yet.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(false)
-            .create(false)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path)
-            .or_else(|e| {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                    .open(path)?;
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                    .open(path)
-            })?;
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::other(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
+        let file = if let Some(file) = safefile::open_existing_regular(path)? {
+            file
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(path)?;
+            safefile::open_existing_regular(path)?
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?
+        };
         Ok(Self {
             path: path.to_owned(),
             file: Some(file),
@@ -102,11 +89,7 @@ impl FreezeLock {
             }
         }
         if self.file.is_none() {
-            self.file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&self.path)
-                .ok();
+            self.file = safefile::open_existing_regular(&self.path).ok().flatten();
         }
     }
 
@@ -119,11 +102,7 @@ impl FreezeLock {
 /// under way, without taking it and without writing anything (read-only,
 /// no creation: it works while the lock file's filesystem is frozen).
 pub fn is_held(path: &Path) -> bool {
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    else {
+    let Ok(Some(file)) = safefile::open_existing_regular(path) else {
         return false;
     };
     matches!(
@@ -157,11 +136,17 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_or_a_directory_is_refused() {
+    fn a_symlink_a_directory_or_a_fifo_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
         assert!(FreezeLock::open(&link).is_err());
         assert!(FreezeLock::open(dir.path()).is_err());
+        // Refused at once, not waited on for a writer.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let refused = FreezeLock::open(&fifo).unwrap_err();
+        assert!(refused.to_string().contains("a FIFO"), "{refused}");
+        assert!(!is_held(&fifo));
     }
 }

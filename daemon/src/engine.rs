@@ -27,7 +27,7 @@ use crate::hooks::{self, Hook, HookRun, Phase};
 use crate::log::{Escaped, Log};
 use crate::mounts::{self, Mount, MountTable};
 use crate::policy::{self, FreezePlan, SkipReason};
-use crate::safefile::Staged;
+use crate::safefile::{self, Staged};
 use crate::statefile::{self, FrozenMount};
 use crate::status::{State, Status, Transaction, unix_now};
 use crate::watchdog::{Clock, Watchdog};
@@ -381,7 +381,7 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
             return;
         }
         let path = self.config.state_file.clone();
-        let stale = statefile::remove_stale_temporaries(&path);
+        let stale = safefile::remove_stale_temporaries(&path);
         if stale > 0 {
             self.log.info(format!(
                 "removed {stale} crash records written ahead by a daemon that stopped before \

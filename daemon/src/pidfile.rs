@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::safefile;
+
 /// A held pidfile lock (released when the daemon exits).
 #[derive(Debug)]
 pub struct Pidfile {
@@ -66,7 +68,7 @@ impl Pidfile {
             path: path.to_owned(),
             source,
         };
-        if let Some(file) = open_existing(path).map_err(io)? {
+        if let Some(file) = safefile::open_existing_regular(path).map_err(io)? {
             return Ok(Self {
                 lock: Lock::File(lock_file(file, path)?),
                 path: path.to_owned(),
@@ -91,7 +93,7 @@ impl Pidfile {
             }
         })?;
         // Another instance may have created the file meanwhile.
-        let lock = match open_existing(path).map_err(io)? {
+        let lock = match safefile::open_existing_regular(path).map_err(io)? {
             Some(file) => Lock::File(lock_file(file, path)?),
             None => Lock::Directory { _lock: dir },
         };
@@ -136,7 +138,7 @@ impl Pidfile {
                     .map_err(io)?;
                 writer.write_all(pid.as_bytes()).map_err(io)?;
                 drop(writer);
-                let file = open_existing(&self.path)
+                let file = safefile::open_existing_regular(&self.path)
                     .map_err(io)?
                     .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
                 // Replacing the lock drops the directory's.
@@ -148,38 +150,6 @@ impl Pidfile {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-/// Opens an existing pidfile read-only: no link followed, never blocking,
-/// and only a regular file. `Ok(None)`: there is none.
-fn open_existing(path: &Path) -> std::io::Result<Option<File>> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "it is a symbolic link (hv_vssd does not follow links for its files)",
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    let file_type = file.metadata()?.file_type();
-    if file_type.is_file() {
-        Ok(Some(file))
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "it is {}, not a regular file",
-                crate::safefile::describe(&file_type)
-            ),
-        ))
     }
 }
 
@@ -208,7 +178,7 @@ fn read_pid(file: &mut File) -> Option<u32> {
 /// The pid of a running daemon holding `path`, if any: the file exists and
 /// its lock is held.
 pub fn running(path: &Path) -> Option<u32> {
-    let file = open_existing(path).ok()??;
+    let file = safefile::open_existing_regular(path).ok()??;
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(_unlocked_on_drop) => None,
         Err((mut file, _)) => read_pid(&mut file),

@@ -1,5 +1,6 @@
-//! The files the daemon writes (status, state) and reads (configuration),
-//! opened so that nobody else can redirect them.
+//! The files the daemon writes (status, state), locks (pidfile, freeze
+//! lock) and reads (configuration), opened so that nobody else can redirect
+//! them.
 //!
 //! The daemon runs as root and its files live in directories such as
 //! /var/run, so a path must never lead it somewhere else:
@@ -14,12 +15,18 @@
 //!   refused rather than replaced;
 //! - a file read (the configuration) must be a regular file of bounded
 //!   size, opened without blocking: a FIFO would block the daemon, a link
-//!   to /dev/zero would read until memory runs out.
+//!   to /dev/zero would read until memory runs out;
+//! - a file locked (the pidfile, the freeze lock) is opened read-only,
+//!   without following a link or blocking, and must be a regular file;
+//! - a temporary file left by a process that died between writing and
+//!   renaming it is removed by the next start
+//!   ([`remove_stale_temporaries`]).
 
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -28,6 +35,8 @@ use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+/// Between a file's name and the random part of its temporary's name.
+const TEMPORARY_INFIX: &str = ".tmp.";
 /// Attempts at a fresh temporary name before giving up (each collision
 /// means someone created that random name first).
 const TEMPORARY_NAME_TRIES: usize = 8;
@@ -140,6 +149,36 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Opens an existing file the daemon locks (the pidfile, the freeze lock)
+/// read-only: no link followed, never blocking, and only a regular file.
+/// `Ok(None)`: there is none.
+pub fn open_existing_regular(path: &Path) -> io::Result<Option<File>> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link (hv_vssd does not follow links for its files)",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        Ok(Some(file))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {}, not a regular file", describe(&file_type)),
+        ))
+    }
+}
+
 /// Why `path` cannot be a file the daemon creates, replaces or locks, if it
 /// cannot: its directory is missing, or it exists and is not a regular file
 /// (a directory, a device, a FIFO, a symbolic link). For `hv_vssd -t`.
@@ -233,13 +272,14 @@ fn non_regular_kind(stat: Option<&FileStat>) -> Option<&'static str> {
     }
 }
 
-/// Creates `<name>.tmp.<random>` in `dir`, exclusively and without
-/// following a symbolic link planted under that name.
+/// Creates `<name>.tmp.<16 random hex digits>` in `dir`, exclusively and
+/// without following a symbolic link planted under that name.
 fn create_temporary(dir: &OwnedFd, name: &OsStr) -> io::Result<(std::ffi::OsString, OwnedFd)> {
     let mut last = io::Error::from(Errno::EEXIST);
     for _ in 0..TEMPORARY_NAME_TRIES {
         let mut temporary = name.to_owned();
-        temporary.push(format!(".tmp.{:016x}", random_u64()?));
+        temporary.push(TEMPORARY_INFIX);
+        temporary.push(format!("{:016x}", random_u64()?));
         match openat(
             dir,
             temporary.as_os_str(),
@@ -252,6 +292,32 @@ fn create_temporary(dir: &OwnedFd, name: &OsStr) -> io::Result<(std::ffi::OsStri
         }
     }
     Err(last)
+}
+
+/// Removes the temporary files of `path` that a process left behind when
+/// it died before committing or dropping them (see [`Staged`]); other
+/// files are left alone. Returns how many.
+pub fn remove_stale_temporaries(path: &Path) -> usize {
+    let Ok((dir, name)) = split(path) else {
+        return 0;
+    };
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.extend_from_slice(TEMPORARY_INFIX.as_bytes());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let entry_name = entry.file_name();
+            let bytes = entry_name.as_bytes();
+            bytes.len() == prefix.len() + 16
+                && bytes.starts_with(&prefix)
+                && bytes[prefix.len()..].iter().all(u8::is_ascii_hexdigit)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
 }
 
 /// 64 bits from the kernel's random generator: getrandom(2), which both
@@ -272,12 +338,28 @@ fn random_u64() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
 
     /// Whether `name` holds printable ASCII only.
     fn is_plain(name: &OsStr) -> bool {
         name.as_bytes().iter().all(u8::is_ascii_graphic)
+    }
+
+    #[test]
+    fn a_temporary_abandoned_by_a_dead_writer_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frozen");
+        let staged = Staged::write(&path, b"record").unwrap();
+        std::mem::forget(staged); // the writer died here
+        std::fs::write(dir.path().join("frozen.tmp.notmine"), "").unwrap();
+        std::fs::write(dir.path().join("other.tmp.0123456789abcdef"), "").unwrap();
+        assert_eq!(remove_stale_temporaries(&path), 1);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["frozen.tmp.notmine", "other.tmp.0123456789abcdef"]);
     }
 
     #[test]

@@ -92,32 +92,6 @@ fn encode(frozen: &[FrozenMount]) -> std::io::Result<Vec<u8>> {
     serde_json::to_vec(&record).map_err(std::io::Error::other)
 }
 
-/// Removes records written ahead by a daemon that died before it put them
-/// in place (`<file>.tmp.<16 hex digits>`, as `safefile` names them).
-/// Returns how many.
-pub fn remove_stale_temporaries(path: &Path) -> usize {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return 0;
-    };
-    let mut prefix = name.as_bytes().to_vec();
-    prefix.extend_from_slice(b".tmp.");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            let entry_name = entry.file_name();
-            let bytes = entry_name.as_bytes();
-            bytes.len() == prefix.len() + 16
-                && bytes.starts_with(&prefix)
-                && bytes[prefix.len()..].iter().all(u8::is_ascii_hexdigit)
-                && entry.file_type().is_ok_and(|t| t.is_file())
-        })
-        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
-        .count()
-}
-
 /// Removes the record (after thawing). A missing file is fine.
 pub fn clear(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
@@ -189,23 +163,6 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(r"/mnt/caf\\351 \\134x\\012"), "{text}");
         assert_eq!(read(&path).unwrap().unwrap().frozen[0].path, odd);
-    }
-
-    #[test]
-    fn a_record_written_ahead_and_abandoned_is_removed_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("frozen");
-        let staged = stage(&path, &[FrozenMount::from(&mount("/", "ext4", 1))]).unwrap();
-        std::mem::forget(staged); // the daemon died here
-        std::fs::write(dir.path().join("frozen.tmp.notmine"), "").unwrap();
-        std::fs::write(dir.path().join("other.tmp.0123456789abcdef"), "").unwrap();
-        assert_eq!(remove_stale_temporaries(&path), 1);
-        let mut left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["frozen.tmp.notmine", "other.tmp.0123456789abcdef"]);
     }
 
     proptest::proptest! {
