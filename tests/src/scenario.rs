@@ -2,7 +2,7 @@
 //! fault suite of `tests/tests/faults.rs` (issue 9) share: starting a
 //! simulation with the real daemon, checking the host's replies, asking
 //! which filesystems are frozen without endangering the machine, a full
-//! backup, the exactly-once accounting, and the soak's seeded generator and
+//! backup (on a running simulation, or `hv-vss-sim backup` with its checks), the exactly-once accounting, and the soak's seeded generator and
 //! the soak actions both suites run the same way.
 //!
 //! Everything here panics on failure: it runs inside a test body (see
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hv_vss_proto::HostOperation;
+use hv_vss_sim::backup;
 use hv_vss_sim::host::{Reply, TransactionId};
 use hv_vss_sim::loopfs::FsType;
 use hv_vss_sim::script::HostStep;
@@ -63,6 +64,20 @@ pub fn failed(reply: &Reply, what: &str, sim: &Simulation) {
         "{what} (daemon log:\n{})",
         sim.daemon_log()
     );
+}
+
+/// Sends `operation` and asserts that the host got success for it (see
+/// [`ok`]).
+pub fn request_ok(sim: &mut Simulation, operation: HostOperation, what: &str) {
+    let reply = sim.host.request(operation, REPLY).unwrap();
+    ok(&reply, what, sim);
+}
+
+/// Sends `operation` and asserts that the host got exactly `HV_E_FAIL` for
+/// it (see [`failed`]).
+pub fn request_failed(sim: &mut Simulation, operation: HostOperation, what: &str) {
+    let reply = sim.host.request(operation, REPLY).unwrap();
+    failed(&reply, what, sim);
 }
 
 /// Mount points of the simulation's filesystems, in creation (mount) order.
@@ -217,28 +232,38 @@ pub fn assert_exactly_once(sim: &mut Simulation) -> Tally {
 /// simulation; checks that exactly `expected` (mount points, in mount
 /// order) is frozen between FREEZE and THAW, and nothing after.
 pub fn full_backup(sim: &mut Simulation, expected: &[PathBuf]) {
-    ok(
-        &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-        "HOT_BACKUP",
-        sim,
-    );
-    ok(
-        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-        "FREEZE",
-        sim,
-    );
+    request_ok(sim, HostOperation::HotBackup, "HOT_BACKUP");
+    request_ok(sim, HostOperation::Freeze, "FREEZE");
     assert_eq!(
         frozen(sim),
         expected,
         "frozen during the backup\n{}",
         sim.daemon_log()
     );
-    ok(
-        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-        "THAW",
-        sim,
-    );
+    request_ok(sim, HostOperation::Thaw, "THAW");
     assert_nothing_frozen(sim);
+}
+
+/// `hv-vss-sim backup` on new `filesystems`: it succeeds, and the
+/// timeline's checks (all frozen, writes block, writes complete, nothing
+/// frozen) and its cleanup each ran and passed.
+pub fn backup_passes_every_check(filesystems: &[FsType]) {
+    let timeline = backup::run(&options(filesystems)).unwrap();
+    println!("{}", timeline.render());
+    assert!(timeline.succeeded, "{}", timeline.render());
+    for step in [
+        "check: all frozen",
+        "check: writes block",
+        "check: writes complete",
+        "check: nothing frozen",
+        "cleanup",
+    ] {
+        assert!(
+            timeline.steps.iter().any(|s| s.name == step && s.ok),
+            "step {step} missing or failed:\n{}",
+            timeline.render()
+        );
+    }
 }
 
 /// A small deterministic PRNG (xorshift64), so a failing soak can be

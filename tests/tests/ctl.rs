@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hv_vss_e2e::scenario::{
-    REPLY, assert_all_frozen, assert_exactly_once, assert_nothing_frozen, failed, frozen,
-    mount_points, ok, options, started, wait_for,
+    assert_all_frozen, assert_exactly_once, assert_nothing_frozen, frozen, mount_points, options,
+    request_failed, request_ok, started, wait_for,
 };
 use hv_vss_e2e::{built_binaries, e2e};
 use hv_vss_proto::HostOperation;
@@ -198,11 +198,7 @@ fn ctl_3_a_vetoing_hook_fails_the_test_and_freezes_nothing() {
 fn ctl_4_test_and_host_freezes_exclude_each_other() {
     e2e("ctl_4_exclusive", Duration::from_secs(120), EXT4, || {
         let mut sim = started(&options(EXT4));
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
         let (code, out, err) = run(ctl(&sim).arg("test"));
         assert_eq!(code, 75, "{out}{err}");
         assert!(
@@ -215,11 +211,7 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
         let status: serde_json::Value = serde_json::from_str(&status).unwrap();
         assert_eq!(status["status"]["state"], "frozen");
         assert_eq!(status["freezing"], true, "the freeze lock is held");
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
         assert_nothing_frozen(&sim);
 
         let child = ctl(&sim)
@@ -229,10 +221,10 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
             .spawn()
             .unwrap();
         assert!(wait_for(Duration::from_secs(10), || frozen(&sim).len() == 2));
-        failed(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
+        request_failed(
+            &mut sim,
+            HostOperation::Freeze,
             "host FREEZE during a local test",
-            &sim,
         );
         let output = child.wait_with_output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
@@ -245,16 +237,8 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
             sim.daemon_log()
         );
         // And backups work again.
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
         assert_nothing_frozen(&sim);
         assert_exactly_once(&mut sim);
     });

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, assert_exactly_once, assert_nothing_frozen, failed, full_backup, mount_points, ok,
-    options, spawn_as_configured, wait_for,
+    REPLY, assert_exactly_once, assert_nothing_frozen, failed, full_backup, mount_points, options,
+    request_ok, spawn_as_configured, wait_for,
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::loopfs::FsType;
@@ -124,16 +124,8 @@ fn deadline_2_thaw_is_answered_before_the_thaw_hooks() {
                 .unwrap();
             sim.start_daemon().unwrap();
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             let at_answer = journal(&record);
             assert_nothing_frozen(&sim);
             assert!(

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::platform::{FREEZE_OUTLIVES_PROCESS, alive, as_nobody};
 use hv_vss_e2e::scenario::{
-    REPLY, XorShift, assert_all_frozen, assert_exactly_once, assert_nothing_frozen, failed,
-    full_backup, mount_points, ok, options, send_malformed, soak_engine_only_operation,
-    soak_malformed_packet, started, wait_thawed,
+    REPLY, XorShift, assert_all_frozen, assert_exactly_once, assert_nothing_frozen,
+    backup_passes_every_check, failed, full_backup, mount_points, ok, options, request_failed,
+    request_ok, send_malformed, soak_engine_only_operation, soak_malformed_packet, started,
+    wait_thawed,
 };
 use hv_vss_e2e::{built_binaries, e2e};
 use hv_vss_proto::HostOperation;
-use hv_vss_sim::backup;
 use hv_vss_sim::devices::DeviceKind;
 use hv_vss_sim::kernel::KernelOptions;
 use hv_vss_sim::loopfs::FsType;
@@ -78,22 +78,7 @@ fn e2e_1_full_backup_one_and_eight_filesystems() {
     e2e("e2e_1_full_backup", Duration::from_secs(240), &all, || {
         let eight = [FsType::PRIMARY, FsType::SECONDARY].repeat(4);
         for filesystems in [EXT4, &eight[..]] {
-            let timeline = backup::run(&options(filesystems)).unwrap();
-            println!("{}", timeline.render());
-            assert!(timeline.succeeded, "{}", timeline.render());
-            for step in [
-                "check: all frozen",
-                "check: writes block",
-                "check: writes complete",
-                "check: nothing frozen",
-                "cleanup",
-            ] {
-                assert!(
-                    timeline.steps.iter().any(|s| s.name == step && s.ok),
-                    "step {step} missing or failed:\n{}",
-                    timeline.render()
-                );
-            }
+            backup_passes_every_check(filesystems);
         }
     });
 }
@@ -145,16 +130,8 @@ fn e2e_2_app_success_failure_and_too_slow() {
         // Failure: the freeze command fails, so the host gets failure and the
         // daemon is never asked to freeze.
         let app = App::start(&sim, &["-f", "exit 3", "-t", "true"]);
-        ok(
-            &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-            "HOT_BACKUP",
-            &sim,
-        );
-        failed(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE with a failing app",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
+        request_failed(&mut sim, HostOperation::Freeze, "FREEZE with a failing app");
         assert_nothing_frozen(&sim);
         drop(app);
         assert!(
@@ -204,10 +181,10 @@ fn e2e_3_failing_and_hanging_hooks_veto_the_freeze() {
             )
             .unwrap();
         sim.start_daemon().unwrap();
-        failed(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
+        request_failed(
+            &mut sim,
+            HostOperation::Freeze,
             "FREEZE with a failing hook",
-            &sim,
         );
         assert_nothing_frozen(&sim);
         std::fs::remove_file(&failing).unwrap();
@@ -255,11 +232,7 @@ fn e2e_4_daemon_sigkill_while_frozen() {
         || {
             let mut sim = started(&options(&[FsType::PRIMARY, FsType::SECONDARY]));
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             assert_all_frozen(&sim);
             let mut daemon = sim.take_daemon().unwrap();
             daemon.kill_hard();
@@ -300,11 +273,7 @@ fn e2e_5_watchdog_thaws_without_host_thaw() {
         options.freeze_limit = Some(Duration::from_secs(2));
         let mut sim = started(&options);
         let mounts = mount_points(&sim);
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
         let frozen_at = Instant::now();
         assert_all_frozen(&sim);
         // Half-way to the limit it is still frozen: the watchdog waits.
@@ -360,11 +329,7 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
         );
         ok(&sim.host.wait(first, REPLY).unwrap(), "first FREEZE", &sim);
         assert_all_frozen(&sim);
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
         assert_nothing_frozen(&sim);
 
         // THAW without FREEZE: answered (nothing to thaw), nothing changes.
@@ -418,11 +383,7 @@ fn e2e_6_overlapping_unexpected_and_malformed_requests() {
             "FREEZE with 6000 bytes of LUN data",
             &sim,
         );
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
 
         assert!(sim.daemon().unwrap().is_running(), "the daemon survived");
         full_backup(&mut sim, &mounts);
@@ -561,11 +522,7 @@ fn e2e_9_randomized_soak() {
                 match action {
                     "full backup" => full_backup(&mut sim, &mounts),
                     "check only" => {
-                        ok(
-                            &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                            "HOT_BACKUP",
-                            &sim,
-                        );
+                        request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
                     }
                     "thaw without freeze" => {
                         sim.host.request(HostOperation::Thaw, REPLY).unwrap();
@@ -574,19 +531,11 @@ fn e2e_9_randomized_soak() {
                     "engine-only operation" => soak_engine_only_operation(&mut sim, &mut rng),
                     "malformed packet" => soak_malformed_packet(&mut sim, &mut rng),
                     "freeze, no thaw" => {
-                        ok(
-                            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                            "FREEZE",
-                            &sim,
-                        );
+                        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                         // Either the host thaws late, or the watchdog does.
                         if rng.below(2) == 0 {
                             std::thread::sleep(Duration::from_millis(500));
-                            ok(
-                                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                                "THAW",
-                                &sim,
-                            );
+                            request_ok(&mut sim, HostOperation::Thaw, "THAW");
                         } else {
                             wait_thawed(&sim, Duration::from_secs(15), "watchdog");
                             sim.host.request(HostOperation::Thaw, REPLY).unwrap();
@@ -625,11 +574,7 @@ fn e2e_9_randomized_soak() {
                                 .is_open(DeviceKind::App))
                         );
                         let failing = App::start(&sim, &["-f", "false", "-t", "true"]);
-                        failed(
-                            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                            "FREEZE, failing app",
-                            &sim,
-                        );
+                        request_failed(&mut sim, HostOperation::Freeze, "FREEZE, failing app");
                         assert_nothing_frozen(&sim);
                         drop(failing);
                         assert!(
@@ -641,21 +586,13 @@ fn e2e_9_randomized_soak() {
                         ok(&sim.host.negotiate(REPLY).unwrap(), "NEGOTIATE", &sim);
                     }
                     _ => {
-                        ok(
-                            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                            "FREEZE",
-                            &sim,
-                        );
+                        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                         sim.take_daemon().unwrap().kill_hard();
                         assert!(
                             sim.kernel()
                                 .wait_until(Duration::from_secs(5), |k| !k.is_open(DeviceKind::Fs))
                         );
-                        failed(
-                            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                            "THAW, daemon dead",
-                            &sim,
-                        );
+                        request_failed(&mut sim, HostOperation::Thaw, "THAW, daemon dead");
                         sim.start_daemon().unwrap();
                         wait_thawed(&sim, Duration::from_secs(10), "restart thaws");
                     }

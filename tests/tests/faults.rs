@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
     REPLY, Remount, XorShift, assert_exactly_once, assert_nothing_frozen, device_of, failed,
-    frozen, full_backup, is_mount_point, mount_points, ok, options, soak_engine_only_operation,
-    soak_malformed_packet, started, tally, wait_for, wait_thawed,
+    frozen, full_backup, is_mount_point, mount_points, ok, options, request_failed, request_ok,
+    soak_engine_only_operation, soak_malformed_packet, started, tally, wait_for, wait_thawed,
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::kernel::KernelOptions;
@@ -117,11 +117,7 @@ fn faults_1_hook_leaves_a_child_holding_a_file_open() {
                 )
                 .unwrap();
             sim.start_daemon().unwrap();
-            ok(
-                &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                "HOT_BACKUP",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
             let reply = sim.host.request(HostOperation::Freeze, REPLY).unwrap();
             ok(&reply, "FREEZE with a hook child holding a file open", &sim);
             assert!(
@@ -136,11 +132,7 @@ fn faults_1_hook_leaves_a_child_holding_a_file_open() {
             let before = file_len(&held);
             std::thread::sleep(Duration::from_millis(400));
             assert_eq!(file_len(&held), before, "a write went through while frozen");
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert_nothing_frozen(&sim);
             assert!(
                 wait_for(Duration::from_secs(5), || file_len(&held) > before),
@@ -213,11 +205,7 @@ fn faults_2_mount_disappears_between_check_and_freeze() {
             let mounts = mount_points(&sim);
             let vanishing = &mounts[1];
             let loop_device = device_of(&sim, 1);
-            ok(
-                &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                "HOT_BACKUP",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
             // CHECK opened the planned mounts for the FREEZE that follows,
             // which keeps them busy on Linux (a plain umount says EBUSY), so
             // it vanishes from the mount table the way a busy mount does:
@@ -235,11 +223,7 @@ fn faults_2_mount_disappears_between_check_and_freeze() {
             ok(&reply, "FREEZE after a mount disappeared", &sim);
             let expected = vec![mounts[0].clone(), mounts[2].clone()];
             assert_eq!(frozen(&sim), expected, "the remaining mounts are frozen");
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert_nothing_frozen(&sim);
             let log = sim.daemon_log();
             assert!(
@@ -358,11 +342,7 @@ fn faults_3_filesystem_refusing_to_freeze_mid_list_rolls_back() {
         move || {
             let mut sim = started(&options(&fs));
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                "HOT_BACKUP",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
             let refusing = sim.filesystems.iter().nth(1).unwrap();
             refusing.freeze().unwrap();
             let reply = sim.host.request(HostOperation::Freeze, REPLY);
@@ -496,11 +476,7 @@ fn faults_4_device_closes_under_the_daemon() {
             // the THAW before the device goes away.
             let mut sim = started(&options);
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             assert_eq!(frozen(&sim), mounts);
             signal(&mut sim, Signal::SIGSTOP);
             let thaw = sim.host.send_operation(HostOperation::Thaw, 0).unwrap();
@@ -624,11 +600,7 @@ fn faults_5_sigstop_longer_than_the_deadline() {
             // (c) Stopped while frozen: THAW fails at the deadline (+ rollback)
             // and the filesystems stay frozen while nobody can thaw them; on
             // SIGCONT the daemon thaws (rollback THAW, or its watchdog).
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             signal(&mut sim, Signal::SIGSTOP);
             let reply = sim.host.request(HostOperation::Thaw, REPLY).unwrap();
             failed(&reply, "THAW with the daemon stopped", &sim);
@@ -674,21 +646,13 @@ fn faults_6_config_changed_on_sighup_during_a_freeze() {
         move || {
             let mut sim = started(&options(&fs));
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             assert_eq!(frozen(&sim), mounts);
             rewrite_config(&sim, &format!("exclude = {}\n", mounts[1].display()));
             signal(&mut sim, Signal::SIGHUP);
             std::thread::sleep(Duration::from_millis(300));
             assert_eq!(frozen(&sim), mounts, "a reload does not thaw");
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW after the reload",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW after the reload");
             assert_nothing_frozen(&sim);
             let log = sim.daemon_log();
             assert!(log.contains("configuration reloaded"), "{log}");
@@ -696,19 +660,11 @@ fn faults_6_config_changed_on_sighup_during_a_freeze() {
             full_backup(&mut sim, &mounts[..1]);
 
             // A broken file on SIGHUP during a freeze: the old (exclude) stays.
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             rewrite_config(&sim, "freeze_limit = 0\n");
             signal(&mut sim, Signal::SIGHUP);
             std::thread::sleep(Duration::from_millis(300));
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert_nothing_frozen(&sim);
             assert!(
                 sim.daemon_log()
@@ -789,16 +745,10 @@ fn faults_7_randomized_soak_of_1000_requests() {
             }
             match action {
                 "full backup" => full_backup(&mut sim, &expected),
-                "check only" => ok(
-                    &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                    "HOT_BACKUP",
-                    &sim,
-                ),
-                "thaw without freeze" => ok(
-                    &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                    "THAW without FREEZE",
-                    &sim,
-                ),
+                "check only" => request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP"),
+                "thaw without freeze" => {
+                    request_ok(&mut sim, HostOperation::Thaw, "THAW without FREEZE");
+                }
                 "engine-only operation" => soak_engine_only_operation(&mut sim, &mut rng),
                 "malformed packet" => soak_malformed_packet(&mut sim, &mut rng),
                 "negotiate" => ok(&sim.host.negotiate(REPLY).unwrap(), "NEGOTIATE", &sim),
@@ -811,10 +761,10 @@ fn faults_7_randomized_soak_of_1000_requests() {
                         !(first.succeeded() && second.succeeded()),
                         "two overlapping FREEZEs cannot both succeed"
                     );
-                    ok(
-                        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
+                    request_ok(
+                        &mut sim,
+                        HostOperation::Thaw,
                         "THAW after overlapping FREEZEs",
-                        &sim,
                     );
                 }
                 "refusing filesystem" => {
@@ -831,11 +781,7 @@ fn faults_7_randomized_soak_of_1000_requests() {
                 "sighup exclude toggle" => {
                     let mid_freeze = rng.below(2) == 0;
                     if mid_freeze {
-                        ok(
-                            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                            "FREEZE",
-                            &sim,
-                        );
+                        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                     }
                     excluded = !excluded;
                     let extra = if excluded {
@@ -850,11 +796,7 @@ fn faults_7_randomized_soak_of_1000_requests() {
                         // Its log is held while frozen: give it a moment.
                         std::thread::sleep(Duration::from_millis(50));
                         assert_eq!(frozen(&sim), expected, "a reload does not thaw");
-                        ok(
-                            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                            "THAW after a reload",
-                            &sim,
-                        );
+                        request_ok(&mut sim, HostOperation::Thaw, "THAW after a reload");
                     }
                     assert!(
                         wait_for(Duration::from_secs(5), || sim
@@ -868,25 +810,13 @@ fn faults_7_randomized_soak_of_1000_requests() {
                 }
                 "sigstop past the deadline" => {
                     signal(&mut sim, Signal::SIGSTOP);
-                    failed(
-                        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                        "FREEZE, daemon stopped",
-                        &sim,
-                    );
+                    request_failed(&mut sim, HostOperation::Freeze, "FREEZE, daemon stopped");
                     signal(&mut sim, Signal::SIGCONT);
                 }
                 "sigstop while frozen" => {
-                    ok(
-                        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                        "FREEZE",
-                        &sim,
-                    );
+                    request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                     signal(&mut sim, Signal::SIGSTOP);
-                    failed(
-                        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                        "THAW, daemon stopped",
-                        &sim,
-                    );
+                    request_failed(&mut sim, HostOperation::Thaw, "THAW, daemon stopped");
                     signal(&mut sim, Signal::SIGCONT);
                     wait_thawed(&sim, Duration::from_secs(6), "after SIGCONT while frozen");
                     // Until the rollback THAW is answered the engine refuses
@@ -894,28 +824,16 @@ fn faults_7_randomized_soak_of_1000_requests() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 "sigkill while frozen" => {
-                    ok(
-                        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                        "FREEZE",
-                        &sim,
-                    );
+                    request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                     sim.take_daemon().unwrap().kill_hard();
-                    failed(
-                        &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                        "THAW, daemon killed",
-                        &sim,
-                    );
+                    request_failed(&mut sim, HostOperation::Thaw, "THAW, daemon killed");
                     // A restart writes the base configuration again.
                     sim.start_daemon().unwrap();
                     excluded = false;
                     wait_thawed(&sim, Duration::from_secs(5), "the restarted daemon thaws");
                 }
                 _ => {
-                    ok(
-                        &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                        "FREEZE",
-                        &sim,
-                    );
+                    request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                     let status = sim.stop_daemon();
                     assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM exit");
                     assert_nothing_frozen(&sim);

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, assert_exactly_once, assert_nothing_frozen, frozen, ok, options, started,
+    assert_exactly_once, assert_nothing_frozen, backup_passes_every_check, frozen, options,
+    request_ok, started,
 };
 use hv_vss_proto::HostOperation;
-use hv_vss_sim::backup;
 use hv_vss_sim::loopfs::FsType;
 
 /// Writes a file in `dir` in a thread; the receiver gets the result when
@@ -45,22 +45,7 @@ fn write_in(dir: &Path) -> mpsc::Receiver<std::io::Result<()>> {
 fn freebsd_1_every_ufs_flavour_is_suspended_and_its_writes_wait_for_the_thaw() {
     let ufs = [FsType::UfsSuj, FsType::UfsSu, FsType::Ufs];
     e2e("freebsd_1_ufs", Duration::from_secs(180), &ufs, move || {
-        let timeline = backup::run(&options(&ufs)).unwrap();
-        println!("{}", timeline.render());
-        assert!(timeline.succeeded, "{}", timeline.render());
-        for step in [
-            "check: all frozen",
-            "check: writes block",
-            "check: writes complete",
-            "check: nothing frozen",
-            "cleanup",
-        ] {
-            assert!(
-                timeline.steps.iter().any(|s| s.name == step && s.ok),
-                "step {step} missing or failed:\n{}",
-                timeline.render()
-            );
-        }
+        backup_passes_every_check(&ufs);
     });
 }
 
@@ -90,16 +75,8 @@ fn freebsd_2_zfs_is_synced_and_read_only_and_nullfs_mounts_are_skipped() {
                 filesystems[3].mount_point().to_owned(),
             );
             let pool = filesystems[1].pool().unwrap().to_owned();
-            ok(
-                &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-                "HOT_BACKUP",
-                &sim,
-            );
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             assert_eq!(frozen(&sim), vec![ufs.clone()], "only the UFS is suspended");
             let pool_write = write_in(&zfs);
             let suspended_write = write_in(&ufs);
@@ -113,11 +90,7 @@ fn freebsd_2_zfs_is_synced_and_read_only_and_nullfs_mounts_are_skipped() {
                     .is_err(),
                 "a write to the suspended UFS waits"
             );
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert!(
                 matches!(
                     suspended_write.recv_timeout(Duration::from_secs(10)),

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::e2e;
 use hv_vss_e2e::scenario::{
-    REPLY, Remount, assert_exactly_once, assert_nothing_frozen, device_of, failed, frozen,
-    full_backup, is_mount_point, mount_points, ok, options, spawn_as_configured, started, wait_for,
+    REPLY, Remount, assert_exactly_once, assert_nothing_frozen, device_of, frozen, full_backup,
+    is_mount_point, mount_points, ok, options, request_failed, request_ok, spawn_as_configured,
+    started, wait_for,
 };
 use hv_vss_proto::HostOperation;
 use hv_vss_sim::loopfs::FsType;
@@ -106,11 +107,7 @@ fn held_1_covered_and_lazily_unmounted_filesystems_are_thawed() {
         let mut sim = started(&options(EXT4));
         let mounts = mount_points(&sim);
         let device = device_of(&sim, 1);
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
         let mut writers = [Writer::start(&mounts[0]), Writer::start(&mounts[1])];
         std::thread::sleep(Duration::from_millis(300));
         assert!(
@@ -134,10 +131,10 @@ fn held_1_covered_and_lazily_unmounted_filesystems_are_thawed() {
             device,
             mount_point: mounts[1].clone(),
         };
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
+        request_ok(
+            &mut sim,
+            HostOperation::Thaw,
             "THAW of a covered and a detached filesystem",
-            &sim,
         );
         for (writer, mount) in writers.iter_mut().zip(&mounts) {
             assert!(
@@ -166,11 +163,7 @@ fn held_2_a_stopped_fuse_server_over_a_frozen_mount_point_does_not_block_the_tha
         let mounts = mount_points(&sim);
         let source = sim.scratch_dir().join("bindfs-source");
         std::fs::create_dir(&source).unwrap();
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
         let mut writer = Writer::start(&mounts[0]);
         std::thread::sleep(Duration::from_millis(300));
         // bindfs -f stays in the foreground: its pid is the FUSE server.
@@ -235,20 +228,12 @@ fn held_3_repeated_freezes_do_not_extend_freeze_limit_and_a_late_thaw_fails() {
             options.freeze_limit = Some(Duration::from_secs(3));
             let mut sim = started(&options);
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             let first = Instant::now();
             let mut writer = Writer::start(&mounts[0]);
             for _ in 0..2 {
                 std::thread::sleep(Duration::from_secs(1));
-                ok(
-                    &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                    "a repeated FREEZE",
-                    &sim,
-                );
+                request_ok(&mut sim, HostOperation::Freeze, "a repeated FREEZE");
             }
             // The limit ends 3 s after the first freeze, whatever came since.
             assert!(
@@ -257,10 +242,10 @@ fn held_3_repeated_freezes_do_not_extend_freeze_limit_and_a_late_thaw_fails() {
                 first.elapsed(),
                 sim.daemon_log()
             );
-            failed(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
+            request_failed(
+                &mut sim,
+                HostOperation::Thaw,
                 "THAW after the watchdog thawed",
-                &sim,
             );
             let log = log_with(&sim, "THAW after the watchdog thawed");
             assert!(log.contains("THAW after the watchdog thawed"), "{log}");
@@ -284,11 +269,7 @@ fn held_4_a_reload_that_moves_state_file_mid_freeze_survives_a_crash() {
         || {
             let mut sim = started(&options(EXT4));
             let mounts = mount_points(&sim);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             let moved = sim.daemon_setup.work_dir.join("moved.frozen");
             let config = sim.daemon_setup.config_path();
             let text = std::fs::read_to_string(&config).unwrap();
@@ -364,23 +345,11 @@ fn held_5_a_mount_point_that_is_not_utf8_is_frozen_and_logged_escaped() {
         let _unmount = Detach(odd.clone());
         sim.daemon_setup.include = vec![mounts[0].clone(), odd_parent.join("*")];
         sim.start_daemon().unwrap();
-        ok(
-            &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-            "HOT_BACKUP",
-            &sim,
-        );
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-            "FREEZE",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
+        request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
         let mut writer = Writer::start(&odd);
         assert!(!writer.finished_within(Duration::from_millis(500)));
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
         assert!(writer.finished_within(Duration::from_secs(10)));
         let log = log_with(&sim, "THAW msgid");
         assert!(log.contains("caf\\351"), "{log}");
@@ -420,21 +389,13 @@ fn held_6_a_hidden_filesystem_is_skipped_by_check_and_freeze_alike() {
         let on_top = Detach(mounts[0].clone());
         sim.daemon_setup.include = vec![mounts[0].clone(), mounts[1].clone()];
         sim.start_daemon().unwrap();
-        ok(
-            &sim.host.request(HostOperation::HotBackup, REPLY).unwrap(),
-            "HOT_BACKUP",
-            &sim,
-        );
-        ok(
-            &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
+        request_ok(&mut sim, HostOperation::HotBackup, "HOT_BACKUP");
+        request_ok(
+            &mut sim,
+            HostOperation::Freeze,
             "FREEZE with a hidden filesystem",
-            &sim,
         );
-        ok(
-            &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-            "THAW",
-            &sim,
-        );
+        request_ok(&mut sim, HostOperation::Thaw, "THAW");
         // Logs are held while frozen: read them after the thaw.
         let log = log_with(&sim, "THAW msgid");
         assert!(log.contains("froze 2 mounts"), "{log}");

@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use hv_vss_e2e::scenario::{
     REPLY, assert_all_frozen, assert_exactly_once, assert_nothing_frozen, failed, frozen,
-    full_backup, mount_points, ok, options, started, wait_for, wait_thawed,
+    full_backup, mount_points, ok, options, request_failed, request_ok, started, wait_for,
+    wait_thawed,
 };
 use hv_vss_e2e::{built_binaries, e2e};
 use hv_vss_proto::HostOperation;
@@ -310,11 +311,7 @@ fn hygiene_1_sigabrt_and_sigsegv_while_frozen_dump_no_core_and_the_restart_thaws
                     ("0".to_owned(), "0".to_owned()),
                     "the daemon runs with a core size limit of 0"
                 );
-                ok(
-                    &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                    "FREEZE",
-                    &sim,
-                );
+                request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                 assert_all_frozen(&sim);
                 let status = daemon.end_with(signal);
                 assert_eq!(status.signal(), Some(signal as i32), "{status:?}");
@@ -330,11 +327,7 @@ fn hygiene_1_sigabrt_and_sigsegv_while_frozen_dump_no_core_and_the_restart_thaws
                     );
                 }
                 assert_eq!(frozen(&sim), mounts, "a Linux freeze outlives the daemon");
-                failed(
-                    &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                    "THAW with the daemon dead",
-                    &sim,
-                );
+                request_failed(&mut sim, HostOperation::Thaw, "THAW with the daemon dead");
                 let restarted = OwnDaemon::start(&sim, |_| {});
                 wait_thawed(&sim, Duration::from_secs(5), "the restarted daemon");
                 full_backup(&mut sim, &mounts);
@@ -465,11 +458,7 @@ fn hygiene_3_no_descriptor_open_for_writing_on_a_frozen_filesystem() {
                 }
             });
             drop(leaked);
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             let frozen_dev = std::fs::metadata(&mounts[0]).unwrap().dev();
             let pid = daemon.pid();
             let mut writable_on_frozen = Vec::new();
@@ -495,11 +484,7 @@ fn hygiene_3_no_descriptor_open_for_writing_on_a_frozen_filesystem() {
                     writable_on_frozen.push(std::fs::read_link(fd.path()).unwrap_or_default());
                 }
             }
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert!(
                 writable_on_frozen.is_empty(),
                 "hv_vssd holds descriptors open for writing on the frozen filesystem: \
@@ -656,18 +641,10 @@ fn hygiene_5_a_restart_recovers_before_it_touches_a_pidfile_on_a_frozen_filesyst
                 "no warning at start:\n{}",
                 sim.daemon_log()
             );
-            ok(
-                &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                "FREEZE",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
             assert_all_frozen(&sim);
             first.end_with(Signal::SIGKILL);
-            failed(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW with the daemon dead",
-                &sim,
-            );
+            request_failed(&mut sim, HostOperation::Thaw, "THAW with the daemon dead");
             assert_all_frozen(&sim);
 
             let second = OwnDaemon::start(&sim, |_| {});
@@ -728,11 +705,7 @@ fn hygiene_6_sighup_with_a_fifo_or_dev_zero_as_configuration_during_a_freeze() {
                 }),
             ];
             for (what, replace) in replacements {
-                ok(
-                    &sim.host.request(HostOperation::Freeze, REPLY).unwrap(),
-                    "FREEZE",
-                    &sim,
-                );
+                request_ok(&mut sim, HostOperation::Freeze, "FREEZE");
                 std::fs::remove_file(&config).unwrap();
                 replace(&config);
                 sim.daemon().unwrap().signal(Signal::SIGHUP).unwrap();
@@ -837,11 +810,7 @@ fn hygiene_7_an_unprivileged_user_swapping_the_hooks_directory_gets_nothing_run_
             );
             let freeze = sim.host.wait(freeze, REPLY).unwrap();
             ok(&freeze, "FREEZE", &sim);
-            ok(
-                &sim.host.request(HostOperation::Thaw, REPLY).unwrap(),
-                "THAW",
-                &sim,
-            );
+            request_ok(&mut sim, HostOperation::Thaw, "THAW");
             assert!(
                 !marker.exists(),
                 "a script of uid {NOBODY} ran as uid {}",
