@@ -188,16 +188,16 @@ impl Config {
     fn check_budget(&self) -> Result<(), (&'static [&'static str], String)> {
         let reserve = crate::engine::FREEZE_RESERVE;
         let room = self.request_budget.saturating_sub(reserve);
-        for (key, value) in [
-            ("hook_timeout", self.hook_timeout),
-            ("zfs_sync_timeout", self.zfs_sync_timeout),
-        ] {
+        let limits: [(&'static [&'static str], Duration); 2] = [
+            (&["hook_timeout", "request_budget"], self.hook_timeout),
+            (
+                &["zfs_sync_timeout", "request_budget"],
+                self.zfs_sync_timeout,
+            ),
+        ];
+        for (keys, value) in limits {
+            let key = keys[0];
             if value > room {
-                let keys: &'static [&'static str] = if key == "hook_timeout" {
-                    &["hook_timeout", "request_budget"]
-                } else {
-                    &["zfs_sync_timeout", "request_budget"]
-                };
                 return Err((
                     keys,
                     format!(
