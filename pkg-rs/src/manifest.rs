@@ -338,10 +338,10 @@ pub fn urldecode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The legacy `arch` string pkg derives from an ABI (`pkg_arch_to_legacy`):
-/// `FreeBSD:14:amd64` → `freebsd:14:x86:64`. `None` for an unknown machine.
-pub fn legacy_arch(abi: &str) -> Option<String> {
-    let (os, major, machine) = split_abi(abi)?;
+/// The legacy `arch` string pkg derives from an ABI (`pkg_arch_to_legacy`),
+/// given as [`split_abi`] splits it: `FreeBSD:14:amd64` →
+/// `freebsd:14:x86:64`. `None` for an unknown machine.
+pub fn legacy_arch((os, major, machine): (&str, u32, &str)) -> Option<String> {
     let machine = match machine {
         "amd64" => "x86:64",
         "i386" => "x86:32",
@@ -424,18 +424,19 @@ mod tests {
 
     #[test]
     fn legacy_arch_matches_pkg() {
+        let legacy = |abi: &str| split_abi(abi).and_then(legacy_arch);
         assert_eq!(
-            legacy_arch("FreeBSD:14:amd64").as_deref(),
+            legacy("FreeBSD:14:amd64").as_deref(),
             Some("freebsd:14:x86:64")
         );
         assert_eq!(
-            legacy_arch("FreeBSD:15:aarch64").as_deref(),
+            legacy("FreeBSD:15:aarch64").as_deref(),
             Some("freebsd:15:aarch64:64")
         );
-        assert_eq!(legacy_arch("FreeBSD:14:*").as_deref(), Some("freebsd:14:*"));
-        assert_eq!(legacy_arch("FreeBSD:14:vax"), None);
-        assert_eq!(legacy_arch("FreeBSD:x:amd64"), None);
-        assert_eq!(legacy_arch("FreeBSD"), None);
+        assert_eq!(legacy("FreeBSD:14:*").as_deref(), Some("freebsd:14:*"));
+        assert_eq!(legacy("FreeBSD:14:vax"), None);
+        assert_eq!(legacy("FreeBSD:x:amd64"), None);
+        assert_eq!(legacy("FreeBSD"), None);
     }
 
     #[test]

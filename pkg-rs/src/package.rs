@@ -223,11 +223,15 @@ struct StagedFile {
 pub fn build(loaded: &LoadedMetadata, options: &BuildOptions) -> Result<BuiltPackage, BuildError> {
     let meta = &loaded.metadata;
     let manifest_path = &loaded.manifest_path;
-    let arch = manifest::legacy_arch(&meta.abi).ok_or_else(|| BuildError::BadAbi {
+    let bad_abi = || BuildError::BadAbi {
         manifest: manifest_path.clone(),
         abi: meta.abi.clone(),
-    })?;
+    };
+    let abi = manifest::split_abi(&meta.abi).ok_or_else(bad_abi)?;
+    let arch = manifest::legacy_arch(abi).ok_or_else(bad_abi)?;
     let subs = substitutions(loaded, options)?;
+    // What `.in` files and the message get (see `Substitutions::for_files`).
+    let file_subs = subs.for_files();
 
     let plist_path = loaded.root.join(&meta.plist);
     let plist_text = read_text(loaded, "plist", &plist_path)?;
@@ -238,19 +242,19 @@ pub fn build(loaded: &LoadedMetadata, options: &BuildOptions) -> Result<BuiltPac
     for entry in &plist.files {
         let (key, source) = resolve_source(loaded, options, &plist_path, entry)?;
         used_sources.push(key);
-        files.push(stage_file(loaded, &subs, &plist_path, entry, &source)?);
+        files.push(stage_file(loaded, &file_subs, &plist_path, entry, &source)?);
     }
-    files.extend(rc_scripts(loaded, &subs)?);
+    files.extend(rc_scripts(loaded, &file_subs)?);
     check_unused_sources(loaded, &plist, &used_sources)?;
 
     let desc_path = loaded.root.join(&meta.description_file);
     let desc = read_text(loaded, "description-file", &desc_path)?;
     let messages = match &meta.message_file {
-        Some(file) => read_messages(loaded, &subs, &loaded.root.join(file))?,
+        Some(file) => read_messages(loaded, &file_subs, &loaded.root.join(file))?,
         None => Vec::new(),
     };
     let scripts = scripts(loaded, &plist)?;
-    let binaries = BinaryFacts::of(loaded, &files)?;
+    let binaries = BinaryFacts::of(loaded, abi, &files)?;
     let mut annotations = meta.annotations.clone();
     annotations
         .entry("FreeBSD_version".to_owned())
@@ -415,7 +419,7 @@ fn expand_vars(template: &str, vars: &BTreeMap<String, String>) -> Result<String
 
 fn stage_file(
     loaded: &LoadedMetadata,
-    subs: &Substitutions,
+    file_subs: &Substitutions,
     plist_path: &Path,
     entry: &PlistFile,
     source: &Path,
@@ -430,7 +434,7 @@ fn stage_file(
     };
     let raw = fs::read(source).map_err(missing)?;
     let executable = is_executable(source);
-    let data = transform(loaded, subs, source, &entry.path, raw)?;
+    let data = transform(loaded, file_subs, source, &entry.path, raw)?;
     let attrs = &entry.attributes;
     Ok(StagedFile {
         mode: attrs
@@ -438,8 +442,8 @@ fn stage_file(
             .unwrap_or_else(|| default_mode(&entry.path, executable)),
         path: entry.path.clone(),
         data,
-        owner: attrs.owner.clone().unwrap_or_else(|| "root".to_owned()),
-        group: attrs.group.clone().unwrap_or_else(|| "wheel".to_owned()),
+        owner: attrs.owner_or_root(),
+        group: attrs.group_or_wheel(),
     })
 }
 
@@ -488,16 +492,8 @@ fn dir_entry(format: ManifestFormat, dir: &plist::PlistDir) -> DirEntry {
         return DirEntry::Keep("y".to_owned());
     }
     DirEntry::Attributes {
-        uname: dir
-            .attributes
-            .owner
-            .clone()
-            .unwrap_or_else(|| "root".to_owned()),
-        gname: dir
-            .attributes
-            .group
-            .clone()
-            .unwrap_or_else(|| "wheel".to_owned()),
+        uname: dir.attributes.owner_or_root(),
+        gname: dir.attributes.group_or_wheel(),
         perm: manifest::perm_string(dir_mode(dir)),
     }
 }
@@ -519,13 +515,13 @@ struct BinaryFacts {
 }
 
 impl BinaryFacts {
-    fn of(loaded: &LoadedMetadata, files: &[StagedFile]) -> Result<Self, BuildError> {
+    /// `abi` is the package's ABI, as [`manifest::split_abi`] splits it.
+    fn of(
+        loaded: &LoadedMetadata,
+        (_, major, machine): (&str, u32, &str),
+        files: &[StagedFile],
+    ) -> Result<Self, BuildError> {
         let meta = &loaded.metadata;
-        let (_, major, machine) =
-            manifest::split_abi(&meta.abi).ok_or_else(|| BuildError::BadAbi {
-                manifest: loaded.manifest_path.clone(),
-                abi: meta.abi.clone(),
-            })?;
         let native_machine = elf::machine_for_abi(machine);
         let mut required = std::collections::BTreeSet::new();
         let mut provided = std::collections::BTreeSet::new();
@@ -565,7 +561,7 @@ impl BinaryFacts {
 /// pages), without a timestamp so the package is reproducible.
 fn transform(
     loaded: &LoadedMetadata,
-    subs: &Substitutions,
+    file_subs: &Substitutions,
     source: &Path,
     dest: &str,
     raw: Vec<u8>,
@@ -579,8 +575,7 @@ fn transform(
     let mut data = raw;
     if has_extension(&source_name, "in") {
         let text = String::from_utf8_lossy(&data);
-        data = subs
-            .for_files()
+        data = file_subs
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: source.to_owned(),
@@ -614,7 +609,7 @@ fn is_executable(_path: &Path) -> bool {
 /// USE_RC_SUBR: `<files-dir>/<name>.in` → `etc/rc.d/<name>`, 0555.
 fn rc_scripts(
     loaded: &LoadedMetadata,
-    subs: &Substitutions,
+    file_subs: &Substitutions,
 ) -> Result<Vec<StagedFile>, BuildError> {
     let meta = &loaded.metadata;
     if meta.rc_scripts.is_empty() {
@@ -638,7 +633,7 @@ fn rc_scripts(
             })?;
             let path = format!("{}/etc/rc.d/{name}", meta.prefix.trim_end_matches('/'));
             Ok(StagedFile {
-                data: transform(loaded, subs, &source, &path, raw)?,
+                data: transform(loaded, file_subs, &source, &path, raw)?,
                 path,
                 mode: 0o555,
                 owner: "root".to_owned(),
@@ -672,7 +667,7 @@ fn check_unused_sources(
 
 fn read_messages(
     loaded: &LoadedMetadata,
-    subs: &Substitutions,
+    file_subs: &Substitutions,
     path: &Path,
 ) -> Result<Vec<Message>, BuildError> {
     let mut text = read_text(loaded, "message-file", path)?;
@@ -680,8 +675,7 @@ fn read_messages(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("in"))
     {
-        text = subs
-            .for_files()
+        text = file_subs
             .expand(&text)
             .map_err(|key| BuildError::UnknownSubstitution {
                 path: path.to_owned(),
@@ -758,22 +752,12 @@ fn members(manifest: &Manifest, files: Vec<StagedFile>, plist: &Plist) -> Vec<Me
         uname: f.owner,
         gname: f.group,
     }));
-    members.extend(plist.dirs.iter().map(|d| {
-        Member {
-            path: d.path.clone(),
-            kind: MemberKind::Directory,
-            mode: dir_mode(d),
-            uname: d
-                .attributes
-                .owner
-                .clone()
-                .unwrap_or_else(|| "root".to_owned()),
-            gname: d
-                .attributes
-                .group
-                .clone()
-                .unwrap_or_else(|| "wheel".to_owned()),
-        }
+    members.extend(plist.dirs.iter().map(|d| Member {
+        path: d.path.clone(),
+        kind: MemberKind::Directory,
+        mode: dir_mode(d),
+        uname: d.attributes.owner_or_root(),
+        gname: d.attributes.group_or_wheel(),
     }));
     members
 }

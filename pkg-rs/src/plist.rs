@@ -92,6 +92,20 @@ pub struct Attributes {
     pub mode: Option<u32>,
 }
 
+impl Attributes {
+    /// The owner, `root` when the plist names none (as the ports install).
+    #[must_use]
+    pub fn owner_or_root(&self) -> String {
+        self.owner.clone().unwrap_or_else(|| "root".to_owned())
+    }
+
+    /// The group, `wheel` when the plist names none (as the ports install).
+    #[must_use]
+    pub fn group_or_wheel(&self) -> String {
+        self.group.clone().unwrap_or_else(|| "wheel".to_owned())
+    }
+}
+
 /// A file to package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlistFile {
