@@ -19,9 +19,17 @@ SIM_LOG="$HVVSS_TIER_WORK/host.log"
 
 # devd(8) has no parse-only mode (sbin/devd/devd.cc: options -d -f -l -n
 # -q; it parses, then serves /dev/devctl), so the rule is checked by the
-# project's checker here and by the real devd after installing it.
+# project's checker here and by the real devd after installing it. The
+# rule checked is the one the package installs (its sample, made from
+# files/hyperv-vss-devd.conf.in), as .ci/checks/50-packaging.sh does.
 package_devd_rule_syntax() {
-	python3 devd/devd_conf_check.py devd/hyperv.conf
+	_pkg=$(package_file)
+	[ -n "$_pkg" ] || { echo "no package in $PKG_DIST"; return 1; }
+	_rule=usr/local/etc/devd/hyperv-vss.conf.sample
+	rm -rf "$HVVSS_TIER_WORK/devd-rule" &&
+		mkdir -p "$HVVSS_TIER_WORK/devd-rule" &&
+		tar -xf "$_pkg" -C "$HVVSS_TIER_WORK/devd-rule" "/$_rule" &&
+		python3 devd/devd_conf_check.py --rule "$HVVSS_TIER_WORK/devd-rule/$_rule"
 }
 
 package_build() {
@@ -189,8 +197,12 @@ package_delete() {
 }
 
 package_steps() {
-	step "package: devd rule syntax (devd/devd_conf_check.py)" package_devd_rule_syntax
 	step "package: scripts/build-pkg (native, cargo-freebsd-pkg)" package_build
+	if passed "package: scripts/build-pkg (native, cargo-freebsd-pkg)"; then
+		step "package: devd rule syntax (devd/devd_conf_check.py)" package_devd_rule_syntax
+	else
+		skip "package: devd rule syntax (devd/devd_conf_check.py)" "no package was built"
+	fi
 	if pkg info -e hyperv-vss; then
 		for _s in "pkg add" "pkg check -s" "service hv_vssd onestart/onestop" \
 			"devd loads the rule and starts hv_vssd" "pkg delete leaves nothing"; do
