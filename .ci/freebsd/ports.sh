@@ -1,29 +1,18 @@
 # shellcheck shell=sh
 # The FreeBSD tier's ports part: both ports assembled by scripts/port,
-# their distfile made from the checkout (git archive, named as the port's
-# USE_GITHUB expects), then `make stage check-plist` in each, when a ports
-# tree is installed. Sourced by .ci/freebsd/run (after lib.sh).
+# their distfile made from the checkout by scripts/port (git archive, named
+# as the port's USE_GITHUB expects), then `make stage check-plist` in each,
+# when a ports tree is installed. Sourced by .ci/freebsd/run (after lib.sh).
 
 PORTS_WORK="$HVVSS_TIER_WORK/ports"
 PORTS_DISTDIR="$HVVSS_TIER_WORK/distfiles"
 
-# The distfile of the port in $1 (both ports share one: the release's
-# GitHub tarball), made with git archive under the port's WRKSRC name.
-ports_distfile() {
-	_distfile=$(make -C "$1" -V DISTFILES | sed 's/:.*//' | awk '{ print $1 }')
-	_wrksrc=$(basename "$(make -C "$1" -V WRKSRC)")
-	[ -n "$_distfile" ] && [ -n "$_wrksrc" ] || return 1
-	mkdir -p "$PORTS_DISTDIR"
-	git archive --format=tar.gz --prefix="$_wrksrc/" -o "$PORTS_DISTDIR/$_distfile" HEAD &&
-		echo "$PORTS_DISTDIR/$_distfile"
-}
-
-# Assembles both ports, with distinfo for the git-archive distfile.
+# Assembles both ports, with distinfo for a distfile made from HEAD by
+# `scripts/port distfile` (the tool that makes the release's tarball, so
+# make stage checks its name and top directory against the port's).
 ports_assemble() {
 	rm -rf "$PORTS_WORK"
-	bash scripts/port assemble "$PORTS_WORK" || return 1
-	_tarball=$(ports_distfile "$PORTS_WORK/sysutils/hyperv-vss") || return 1
-	rm -rf "$PORTS_WORK"
+	_tarball=$(bash scripts/port distfile HEAD "$PORTS_DISTDIR") || return 1
 	bash scripts/port assemble "$PORTS_WORK" --distfile "$_tarball"
 }
 
