@@ -602,7 +602,7 @@ static device_method_t hvvss_rs_methods[] = {
 };
 
 static driver_t hvvss_rs_driver = {
-	"hvvss_rs",
+	HVVSS_RS_DRIVER,
 	hvvss_rs_methods,
 	sizeof(struct hvvss_rs_softc)
 };
