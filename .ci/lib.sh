@@ -35,6 +35,19 @@ ensure_apt_list() {
 	ensure_apt "${pkgs[@]}"
 }
 
+# ensure_venv NAME CHECK SPEC...: the virtualenv $HVVSS_TOOLS/NAME with
+# `pip install SPEC...`, unless its python already runs the statement CHECK
+# (the imports the caller needs). Prints the venv's directory.
+ensure_venv() {
+	local venv="$HVVSS_TOOLS/$1" check=$2
+	shift 2
+	if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+		# Explicit: `set -e` does not reach into the caller's $(...).
+		python3 -m venv "$venv" >&2 && "$venv/bin/pip" install -q "$@" >&2 || return 1
+	fi
+	echo "$venv"
+}
+
 # zig (from PyPI's ziglang) and cargo-zigbuild: the only way to link FreeBSD
 # binaries here (see shared/research/toolchain.md). ziglang >= 0.17 writes the
 # FreeBSD ABI note; older zig omits it and the binary claims release 0.

@@ -44,11 +44,8 @@ fi
 echo "lib.sh: a pass, a failure and a skip are counted as such; a failure fails the tier"
 
 banner "FreeBSD tier: the CI workflow (schema, action inputs, shellcheck of its commands)"
-venv="$HVVSS_TOOLS/ci-lint-venv"
-if [ ! -x "$venv/bin/check-jsonschema" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
-	python3 -m venv "$venv"
-	"$venv/bin/pip" install -q 'check-jsonschema>=0.33,<1' 'pyyaml>=6,<7'
-fi
+venv=$(ensure_venv ci-lint-venv 'import check_jsonschema, yaml' \
+	'check-jsonschema>=0.33,<1' 'pyyaml>=6,<7')
 # GitHub's workflow schema (SchemaStore's, vendored in check-jsonschema:
 # no network needed).
 "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/freebsd.yml

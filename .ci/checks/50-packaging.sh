@@ -55,7 +55,8 @@ EOF
 banner "packaging: ports vs Cargo.lock"
 scripts/port check
 scripts/port assemble "$work/ports" --tag HEAD
-for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in files/hv_vssd.in; do
+for file in Makefile Makefile.crates distinfo pkg-descr pkg-plist files/pkg-message.in files/hv_vssd.in \
+	files/hyperv-vss-devd.conf.in; do
 	test -s "$work/ports/sysutils/hyperv-vss/$file"
 done
 for file in Makefile Makefile.crates distinfo pkg-descr pkg-message; do
@@ -80,22 +81,8 @@ port_substitute() {
 		-e "s!%%ETCDIR%%!$p/etc/hyperv-vss!g" -e '/^@comment /d' "$1"
 }
 
-# The port's FILESDIR: the assembled port's files/, or, for a template it
-# does not carry, the in-tree port's (port/hyperv-vss/Makefile: FILESDIR=files).
-port_template() {
-	if [ -e "$work/ports/sysutils/hyperv-vss/files/$1" ]; then
-		echo "$work/ports/sysutils/hyperv-vss/files/$1"
-	else
-		echo "files/$1"
-	fi
-}
-
 banner "packaging: pkg-rs tests with every reader"
-venv="$HVVSS_TOOLS/pkg-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import repopulator, zstandard' 2>/dev/null; then
-	python3 -m venv "$venv"
-	"$venv/bin/pip" install -q 'repopulator>=2,<3' 'zstandard>=0.22'
-fi
+venv=$(ensure_venv pkg-venv 'import repopulator, zstandard' 'repopulator>=2,<3' 'zstandard>=0.22')
 FREEBSD_PKG_PYTHON="$venv/bin/python" HVVSS_REQUIRE_PKG_READERS=1 \
 	cargo test --locked -q -p cargo-freebsd-pkg --test fixture_package
 
@@ -114,7 +101,8 @@ bsdtar -xf "$pkg" -C "$work/installed" /usr/local/etc/devd/hyperv-vss.conf.sampl
 rule="$work/installed/usr/local/etc/devd/hyperv-vss.conf.sample"
 python3 devd/devd_conf_check.py --rule "$rule"
 for pair in "hyperv-vss-devd.conf.in:$rule" "hv_vssd.in:$work/installed/usr/local/etc/rc.d/hv_vssd"; do
-	template=$(port_template "${pair%%:*}")
+	# The assembled port's FILESDIR (files/, checked complete above).
+	template="$work/ports/sysutils/hyperv-vss/files/${pair%%:*}"
 	if ! diff -u <(port_substitute "$template") "${pair#*:}"; then
 		echo "packaging: $template substituted as the port does differs from the package's ${pair#*:}" >&2
 		exit 1

@@ -53,11 +53,8 @@ must_fail() {
 banner "hyperv: install packer, vagrant, shellcheck, git, tree-sitter, python-hcl2"
 start=$SECONDS
 ensure_apt packer vagrant shellcheck git python3-venv
-venv="$HVVSS_TOOLS/ps-venv"
-if ! "$venv/bin/python" -c 'import tree_sitter, tree_sitter_powershell, hcl2' 2>/dev/null; then
-	python3 -m venv "$venv"
-	"$venv/bin/pip" install -q 'tree-sitter>=0.23,<0.27' 'tree-sitter-powershell>=0.25,<0.27' 'python-hcl2>=8,<9'
-fi
+venv=$(ensure_venv ps-venv 'import tree_sitter, tree_sitter_powershell, hcl2' \
+	'tree-sitter>=0.23,<0.27' 'tree-sitter-powershell>=0.25,<0.27' 'python-hcl2>=8,<9')
 echo "installs took $((SECONDS - start)) s"
 packer version
 
