@@ -61,12 +61,6 @@ pub fn check_devices() -> Result<(), Missing> {
     Ok(())
 }
 
-/// Root and `/dev/fuse` (Linux's [`check_devices`], by its older name).
-#[cfg(target_os = "linux")]
-pub fn check_fuse() -> Result<(), Missing> {
-    check_devices()
-}
-
 /// Why this machine cannot create `fs_type`, with what to do about it;
 /// `None` when it can.
 pub fn fs_missing(fs_type: FsType) -> Option<String> {

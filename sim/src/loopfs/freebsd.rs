@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
-use super::{FsType, LoopError, create_image, io_error, path_str, run_tool};
+use super::{FsType, LoopError, create_image, io_error, ioctl_error, path_str, run_tool};
 
 const UFSSUSPEND_DEVICE: &std::ffi::CStr = c"/dev/ufssuspend";
 
@@ -124,8 +124,6 @@ pub struct LoopFilesystem {
     fs_type: FsType,
     image: PathBuf,
     mount_point: PathBuf,
-    /// Nullfs: where the UFS under the nullfs mount is mounted.
-    lower: Option<PathBuf>,
     /// ZFS: the pool's name.
     pool: Option<String>,
     md: Option<MdUnit>,
@@ -146,7 +144,6 @@ impl LoopFilesystem {
             fs_type,
             image,
             mount_point,
-            lower: None,
             pool: None,
             md: None,
             mounted: Vec::new(),
@@ -158,9 +155,9 @@ impl LoopFilesystem {
         match fs_type {
             FsType::Zfs => fs.create_pool(&device)?,
             FsType::Nullfs => {
+                // The UFS under the nullfs mount.
                 let lower = dir.join(format!("{name}.lower"));
-                fs.lower = Some(lower.clone());
-                fs.newfs_and_mount(&device, &lower, false)?;
+                fs.newfs_and_mount(&device, &lower, FsType::Ufs)?;
                 mkdir(&fs.mount_point)?;
                 let (lower_arg, target) = (path_str(&lower)?, path_str(&fs.mount_point)?);
                 run_tool("mount", &["-t", "nullfs", &lower_arg, &target])?;
@@ -168,25 +165,25 @@ impl LoopFilesystem {
             }
             _ => {
                 let mount_point = fs.mount_point.clone();
-                fs.newfs_and_mount(&device, &mount_point, fs_type == FsType::UfsReadOnly)?;
+                fs.newfs_and_mount(&device, &mount_point, fs_type)?;
             }
         }
         Ok(fs)
     }
 
+    /// newfs with this filesystem's flags, then the UFS mounted as
+    /// `mount_as` is (see [`Self::mount_device`]).
     fn newfs_and_mount(
         &mut self,
         device: &str,
         mount_point: &Path,
-        read_only: bool,
+        mount_as: FsType,
     ) -> Result<(), LoopError> {
         let mut args = newfs_flags(self.fs_type).to_vec();
         args.push(device);
         run_tool("newfs", &args)?;
         mkdir(mount_point)?;
-        let target = path_str(mount_point)?;
-        let options = if read_only { "ro" } else { "rw" };
-        run_tool("mount", &["-t", "ufs", "-o", options, device, &target])?;
+        Self::mount_device(mount_as, Path::new(device), mount_point)?;
         self.mounted.push(mount_point.to_owned());
         Ok(())
     }
@@ -243,7 +240,7 @@ impl LoopFilesystem {
         match probe_suspension(fsid) {
             Ok(Probe::WasSuspended) => Ok(true),
             Ok(Probe::WasNotSuspended) => Ok(false),
-            Err(errno) => Err(self.ioctl_error("UFSSUSPEND probe", errno)),
+            Err(errno) => Err(ioctl_error("UFSSUSPEND probe", &self.mount_point, errno)),
         }
     }
 
@@ -252,13 +249,15 @@ impl LoopFilesystem {
     /// [`Self::thaw`] or the drop ends it.
     pub fn freeze(&self) -> Result<(), LoopError> {
         let Some(fsid) = self.own_ufs_fsid()? else {
-            return Err(self.ioctl_error("UFSSUSPEND", Errno::EINVAL));
+            return Err(ioctl_error("UFSSUSPEND", &self.mount_point, Errno::EINVAL));
         };
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if held.is_some() {
-            return Err(self.ioctl_error("UFSSUSPEND", Errno::EBUSY));
+            return Err(ioctl_error("UFSSUSPEND", &self.mount_point, Errno::EBUSY));
         }
-        *held = Some(hold_suspension(fsid).map_err(|e| self.ioctl_error("UFSSUSPEND", e))?);
+        *held = Some(
+            hold_suspension(fsid).map_err(|e| ioctl_error("UFSSUSPEND", &self.mount_point, e))?,
+        );
         Ok(())
     }
 
@@ -278,17 +277,14 @@ impl LoopFilesystem {
     /// stays attached, so [`Self::mount_on`] can put it back. UFS only.
     pub fn unmount(&self) -> Result<(), LoopError> {
         nix::mount::unmount(&self.mount_point, nix::mount::MntFlags::empty())
-            .map_err(|errno| self.ioctl_error("unmount", errno))
+            .map_err(|errno| ioctl_error("unmount", &self.mount_point, errno))
     }
 
     /// Mounts the filesystem's md device on `mount_point` (its own after
-    /// [`Self::unmount`], or another directory). UFS only.
+    /// [`Self::unmount`], or another directory). UFS only
+    /// ([`Self::mount_device`] refuses the others).
     pub fn mount_on(&self, mount_point: &Path) -> Result<(), LoopError> {
-        let Some(md) = self
-            .md
-            .as_ref()
-            .filter(|_| self.lower.is_none() && self.pool.is_none())
-        else {
+        let Some(md) = &self.md else {
             return Err(LoopError::Unsupported(self.fs_type));
         };
         Self::mount_device(self.fs_type, &md.device, mount_point)
@@ -336,14 +332,6 @@ impl LoopFilesystem {
             && stat.source == md.device
             && stat.fs_type == "ufs";
         Ok(own.then_some(stat.fsid))
-    }
-
-    fn ioctl_error(&self, what: &'static str, errno: Errno) -> LoopError {
-        LoopError::Ioctl {
-            what,
-            mount: self.mount_point.clone(),
-            errno,
-        }
     }
 
     pub(super) fn cleanup(&mut self) {

@@ -9,7 +9,7 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{FsType, LoopError, create_image, io_error, path_str, run_tool};
+use super::{FsType, LoopError, create_image, io_error, ioctl_error, path_str, run_tool};
 
 // Linux's FIFREEZE/FITHAW: _IOWR('X', 119/120, int). The argument is unused.
 nix::ioctl_readwrite!(fifreeze, b'X', 119, libc::c_int);
@@ -64,11 +64,9 @@ impl LoopFilesystem {
         let mut mkfs_args = mkfs_args(fs_type).to_vec();
         mkfs_args.push(&image_arg);
         run_tool(fs_type.mkfs_tool(), &mkfs_args)?;
-        let device = run_tool("losetup", &["--find", "--show", &image_arg])?;
-        fs.loop_device = Some(PathBuf::from(device.trim()));
-        let device_arg = device.trim().to_owned();
-        let mount_arg = path_str(&fs.mount_point)?;
-        run_tool("mount", &["-t", fs_type.name(), &device_arg, &mount_arg])?;
+        let device = PathBuf::from(run_tool("losetup", &["--find", "--show", &image_arg])?.trim());
+        fs.loop_device = Some(device.clone());
+        Self::mount_device(fs_type, &device, &fs.mount_point)?;
         fs.mounted = true;
         Ok(fs)
     }
@@ -106,11 +104,7 @@ impl LoopFilesystem {
                 self.thaw()?;
                 Ok(false)
             }
-            Err(errno) => Err(LoopError::Ioctl {
-                what: "FIFREEZE probe",
-                mount: self.mount_point.clone(),
-                errno,
-            }),
+            Err(errno) => Err(ioctl_error("FIFREEZE probe", &self.mount_point, errno)),
         }
     }
 
@@ -122,11 +116,7 @@ impl LoopFilesystem {
         // SAFETY: as in `is_frozen`.
         unsafe { fifreeze(dir.as_raw_fd(), &raw mut unused) }
             .map(drop)
-            .map_err(|errno| LoopError::Ioctl {
-                what: "FIFREEZE",
-                mount: self.mount_point.clone(),
-                errno,
-            })
+            .map_err(|errno| ioctl_error("FIFREEZE", &self.mount_point, errno))
     }
 
     /// Thaws the filesystem; `Ok(false)` if it was not frozen.
@@ -137,24 +127,15 @@ impl LoopFilesystem {
         match unsafe { fithaw(dir.as_raw_fd(), &raw mut unused) } {
             Ok(_) => Ok(true),
             Err(nix::errno::Errno::EINVAL) => Ok(false),
-            Err(errno) => Err(LoopError::Ioctl {
-                what: "FITHAW",
-                mount: self.mount_point.clone(),
-                errno,
-            }),
+            Err(errno) => Err(ioctl_error("FITHAW", &self.mount_point, errno)),
         }
     }
 
     /// Unmounts it (for tests of a mount that disappears); the loop
     /// device stays attached, so [`Self::remount`] can put it back.
     pub fn unmount(&self) -> Result<(), LoopError> {
-        nix::mount::umount2(&self.mount_point, nix::mount::MntFlags::empty()).map_err(|errno| {
-            LoopError::Ioctl {
-                what: "umount",
-                mount: self.mount_point.clone(),
-                errno,
-            }
-        })
+        nix::mount::umount2(&self.mount_point, nix::mount::MntFlags::empty())
+            .map_err(|errno| ioctl_error("umount", &self.mount_point, errno))
     }
 
     /// Mounts the filesystem's device on `mount_point` (its own after

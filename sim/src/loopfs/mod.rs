@@ -268,6 +268,15 @@ pub enum LoopError {
     },
 }
 
+/// An ioctl (or mount call) `what` on `mount` failed with `errno`.
+fn ioctl_error(what: &'static str, mount: &Path, errno: nix::errno::Errno) -> LoopError {
+    LoopError::Ioctl {
+        what,
+        mount: mount.to_owned(),
+        errno,
+    }
+}
+
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LoopError {
     let what = what.into();
     move |source| LoopError::Io { what, source }
