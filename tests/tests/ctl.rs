@@ -205,11 +205,18 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
             err.contains("refused") && err.contains("hv_vssd (pid"),
             "{err}"
         );
-        // status works while frozen, and says so.
-        let (code, status, _) = run(ctl(&sim).args(["status", "-j"]));
-        assert_eq!(code, 0);
-        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-        assert_eq!(status["status"]["state"], "frozen");
+        // status works while frozen, and says so. The daemon writes the
+        // status file just after answering (the host waits for the answer
+        // only), so the host can see the answer first: read until it says
+        // frozen.
+        let mut status = serde_json::Value::Null;
+        let says_frozen = wait_for(Duration::from_secs(5), || {
+            let (code, text, _) = run(ctl(&sim).args(["status", "-j"]));
+            assert_eq!(code, 0);
+            status = serde_json::from_str(&text).unwrap();
+            status["status"]["state"] == "frozen"
+        });
+        assert!(says_frozen, "{status}");
         assert_eq!(status["freezing"], true, "the freeze lock is held");
         request_ok(&mut sim, HostOperation::Thaw, "THAW");
         assert_nothing_frozen(&sim);
