@@ -483,6 +483,15 @@ impl<F: Freezer, C: Clock> Engine<F, C> {
         if let Some(counter) = counter {
             *counter += 1;
         }
+        // Before the answer, not in settle() after it: whoever sees this
+        // answer (a THAW's, or a failed FREEZE's) may take the freeze lock
+        // at once, as `hv_vssctl test` does. settle() releases it on the
+        // paths no request answers (watchdog, shutdown).
+        if self.freeze.is_none() {
+            if let Some(lock) = &mut self.freeze_lock {
+                lock.unlock();
+            }
+        }
         self.finish(name, msgid, read_at, &outcome);
         if outcome.success {
             DeviceStatus::Success
@@ -1917,6 +1926,35 @@ mod tests {
         admin.unlock();
         assert_eq!(h.send(Freeze, 4), DeviceStatus::Success);
         assert_eq!(h.send(Thaw, 5), DeviceStatus::Success);
+    }
+
+    #[test]
+    fn the_freeze_lock_is_free_when_the_thaw_or_a_failed_freeze_is_answered() {
+        // Whoever sees the answer may take the lock at once: it must be
+        // free before after_answer() runs.
+        let mut h = Harness::new(ufs_guest(), "", FakeFreezer::default());
+        let path = crate::busy::lock_path(&h.dir.path().join("pid"));
+        h.engine.set_freeze_lock(FreezeLock::open(&path).unwrap());
+        let mut admin = FreezeLock::open(&path).unwrap();
+        assert_eq!(h.send(Freeze, 1), DeviceStatus::Success);
+        assert_eq!(
+            h.engine.handle(Thaw, 2, h.clock.now()),
+            DeviceStatus::Success
+        );
+        assert!(admin.try_lock().unwrap(), "held when THAW was answered");
+        admin.unlock();
+        h.engine.after_answer();
+        h.hook("10-no", "exit 1");
+        assert_eq!(
+            h.engine.handle(Freeze, 3, h.clock.now()),
+            DeviceStatus::Fail
+        );
+        assert!(
+            admin.try_lock().unwrap(),
+            "held when a failed FREEZE was answered"
+        );
+        admin.unlock();
+        h.engine.after_answer();
     }
 
     #[test]
