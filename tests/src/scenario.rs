@@ -121,6 +121,47 @@ pub fn frozen(sim: &Simulation) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Waits up to `timeout` until each of `mounts` is frozen by another
+/// process, seen without a probe: a file created there has not been
+/// created half a second later (the create waits for the thaw). Never
+/// call [`frozen`] while another process may be freezing: its probe
+/// freezes for a moment, and the other process's freeze then fails
+/// (EBUSY). A create left waiting finishes at the thaw, in its thread.
+pub fn wait_frozen_by_another(mounts: &[PathBuf], timeout: Duration) -> bool {
+    const BLOCKED: Duration = Duration::from_millis(500);
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<&PathBuf> = mounts.iter().collect();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        attempt += 1;
+        let creates: Vec<_> = pending
+            .iter()
+            .map(|mount| {
+                let path = mount.join(format!("created-while-waiting-for-a-freeze-{attempt}"));
+                let (done, created) = std::sync::mpsc::channel();
+                std::thread::spawn(move || done.send(std::fs::write(&path, b"x")));
+                created
+            })
+            .collect();
+        std::thread::sleep(BLOCKED);
+        pending = pending
+            .into_iter()
+            .zip(creates)
+            .filter(|(_, created)| {
+                !matches!(
+                    created.try_recv(),
+                    Err(std::sync::mpsc::TryRecvError::Empty)
+                )
+            })
+            .map(|(mount, _)| mount)
+            .collect();
+    }
+    true
+}
+
 /// Asserts that none of the simulation's (mounted) filesystems is frozen.
 pub fn assert_nothing_frozen(sim: &Simulation) {
     let frozen = frozen(sim);

@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hv_vss_e2e::scenario::{
-    assert_all_frozen, assert_exactly_once, assert_nothing_frozen, frozen, mount_points, options,
-    request_failed, request_ok, started, wait_for,
+    assert_all_frozen, assert_exactly_once, assert_nothing_frozen, mount_points, options,
+    request_failed, request_ok, started, wait_for, wait_frozen_by_another,
 };
 use hv_vss_e2e::{built_binaries, e2e};
 use hv_vss_proto::HostOperation;
@@ -138,7 +138,7 @@ fn ctl_2_test_freezes_holds_and_thaws_with_a_timeline() {
             .spawn()
             .unwrap();
         assert!(
-            wait_for(Duration::from_secs(10), || frozen(&sim).len() == 2),
+            wait_frozen_by_another(&mount_points(&sim), Duration::from_secs(10)),
             "the test never froze both filesystems"
         );
         assert_all_frozen(&sim);
@@ -227,7 +227,10 @@ fn ctl_4_test_and_host_freezes_exclude_each_other() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        assert!(wait_for(Duration::from_secs(10), || frozen(&sim).len() == 2));
+        assert!(wait_frozen_by_another(
+            &mount_points(&sim),
+            Duration::from_secs(10)
+        ));
         request_failed(
             &mut sim,
             HostOperation::Freeze,
