@@ -228,6 +228,15 @@ def shell_var(path: Path, name: str) -> str | None:
     return m.group(1).strip('"') if m else None
 
 
+def glue_driver_name(text):
+    """The name in the glue's driver_t: a string, or a macro #defined as one."""
+    d = re.search(r"static driver_t \w+ = \{\s*(?:\"(\w+)\"|(\w+))", text)
+    if d is None or d.group(1):
+        return d.group(1) if d else None
+    m = re.search(rf"^#define\s+{d.group(2)}\s+\"(\w+)\"", text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
 def check_guest_names(root: Path, expected_file: Path) -> list:
     """The names guest/ and run.ps1 use for the VSS channel and our driver."""
     errors = []
@@ -245,10 +254,10 @@ def check_guest_names(root: Path, expected_file: Path) -> list:
         errors.append(f"run.ps1: $VssClassId is {ps.group(1) if ps else None}, proto/src/ic.rs says {guid}")
     glue = root / "kmod/glue/hv_vss_rs.c"
     if glue.exists():
-        d = re.search(r"static driver_t \w+ = \{\s*\"(\w+)\"", glue.read_text())
-        if d is None or d.group(1) != shell_var(lib, "OUR_DRIVER"):
+        name = glue_driver_name(glue.read_text())
+        if name != shell_var(lib, "OUR_DRIVER"):
             errors.append(f"{lib}: OUR_DRIVER is {shell_var(lib, 'OUR_DRIVER')}, {glue} names its driver "
-                          f"{d.group(1) if d else '(not found)'}")
+                          f"{name or '(not found)'}")
     kos = [Path(p).stem for p in read_expected(expected_file).get("hyperv-vss-kmod", set()) if p.endswith(".ko")]
     verify = hv / "guest/verify-boot.sh"
     if [shell_var(verify, "module")] != kos:
